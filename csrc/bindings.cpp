@@ -1,0 +1,217 @@
+// The _core extension: marshalling only. Tensors are exported once with the simulation's
+// storage as owner; step() releases the GIL and takes no array arguments.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+
+#include "manager.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+using er::DType;
+using er::Manager;
+
+nb::dlpack::dtype to_dlpack(DType t)
+{
+    switch (t) {
+    case DType::Int32: return nb::dtype<int32_t>();
+    case DType::Float32: return nb::dtype<float>();
+    case DType::Bool: return nb::dtype<bool>();
+    case DType::Int8: return nb::dtype<int8_t>();
+    case DType::UInt32: return nb::dtype<uint32_t>();
+    case DType::UInt64: return nb::dtype<uint64_t>();
+    default: return nb::dtype<uint8_t>();
+    }
+}
+
+const char* dtype_name(DType t)
+{
+    switch (t) {
+    case DType::Int32: return "int32";
+    case DType::Float32: return "float32";
+    case DType::Bool: return "bool";
+    case DType::Int8: return "int8";
+    case DType::UInt32: return "uint32";
+    case DType::UInt64: return "uint64";
+    default: return "uint8";
+    }
+}
+
+// A tensor of a manager: the seed's madrona.Tensor, zero-copy into the simulation's storage.
+struct Tensor {
+    er::TensorDesc desc;
+    std::shared_ptr<er::Storage> storage;
+
+    bool on_gpu() const { return storage->device_type == 2; }
+    int32_t gpu_id() const { return on_gpu() ? storage->device_id : -1; }
+
+    nb::capsule owner() const
+    {
+        return nb::capsule(new std::shared_ptr<er::Storage>(storage),
+                           [](void* p) noexcept { delete static_cast<std::shared_ptr<er::Storage>*>(p); });
+    }
+
+    template <class Framework>
+    nb::ndarray<Framework> view() const
+    {
+        std::vector<size_t> shape(desc.shape.begin(), desc.shape.end());
+        return nb::ndarray<Framework>(desc.data, shape.size(), shape.data(), owner(), desc.strides.data(),
+                                      to_dlpack(desc.dtype), storage->device_type, storage->device_id);
+    }
+};
+
+// Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms; on a signal it
+// stops after a whole step and raises KeyboardInterrupt.
+void step_many(Manager& m, int64_t nstep)
+{
+    if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
+    std::unique_lock<std::mutex> lock(m.busy(), std::try_to_lock);
+    if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+    nb::gil_scoped_release release;
+    auto last_check = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < nstep; ++i) {
+        m.step();
+        if (i + 1 < nstep) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last_check >= std::chrono::milliseconds(10)) {
+                last_check = now;
+                nb::gil_scoped_acquire gil;
+                if (PyErr_CheckSignals() != 0) throw nb::python_error();
+            }
+        }
+    }
+}
+
+}  // namespace
+
+NB_MODULE(_core, m)
+{
+    m.doc() = "escape_room_env native core (private; use the escape_room_env package)";
+
+    auto base = nb::exception<er::Error>(m, "EscapeRoomError", PyExc_RuntimeError);
+    nb::exception<er::CudaUnavailable>(m, "CudaUnavailableError", base);
+    nb::exception<er::ReplayFormat>(m, "ReplayFormatError", base);
+    nb::exception<er::ReplayDivergence>(m, "ReplayDivergenceError", base);
+
+    nb::enum_<er::ExecMode>(m, "ExecMode", "Where the simulation runs.")
+        .value("CPU", er::ExecMode::CPU)
+        .value("CUDA", er::ExecMode::CUDA);
+
+    m.attr("RULES_VERSION") = er::kRulesVersion;
+    m.attr("MAX_AGENTS") = er::kMaxAgents;
+    m.attr("NUM_LIDAR_RAYS") = er::kLidarRays;
+    m.def("cuda_device_count", &er::cuda_device_count);
+    m.def("default_rooms", &er::default_rooms, "num_agents"_a);
+
+    nb::class_<er::RewardConfig>(m, "RewardConfig")
+        .def(nb::init<>())
+        .def_rw("progress_scale", &er::RewardConfig::progress_scale)
+        .def_rw("slack_penalty", &er::RewardConfig::slack_penalty)
+        .def_rw("group_bonus", &er::RewardConfig::group_bonus)
+        .def_rw("group_radius", &er::RewardConfig::group_radius)
+        .def_rw("escape_bonus", &er::RewardConfig::escape_bonus);
+
+    nb::class_<er::Config>(m, "Config")
+        .def(nb::init<>())
+        .def_rw("exec_mode", &er::Config::exec_mode)
+        .def_rw("gpu_id", &er::Config::gpu_id)
+        .def_rw("num_worlds", &er::Config::num_worlds)
+        .def_rw("rand_seed", &er::Config::rand_seed)
+        .def_rw("num_agents", &er::Config::num_agents)
+        .def_rw("autoreset_mode", &er::Config::autoreset_mode)
+        .def_rw("num_threads", &er::Config::num_threads)
+        .def_rw("rooms", &er::Config::rooms)
+        .def_rw("episode_len", &er::Config::episode_len)
+        .def_rw("reward", &er::Config::reward);
+
+    nb::class_<Tensor>(m, "Tensor",
+                       "A zero-copy view of one simulation array (the seed's madrona.Tensor).\n\n"
+                       ">>> import escape_room_env as er\n"
+                       ">>> t = er.SimManager(num_worlds=2).action_tensor()\n"
+                       ">>> t.shape, t.dtype, t.isOnGPU()\n"
+                       "((2, 1, 3), dtype('int32'), False)")
+        .def_prop_ro("shape", [](const Tensor& t) {
+            nb::list dims;
+            for (int64_t d : t.desc.shape) dims.append(d);
+            return nb::tuple(dims);
+        })
+        .def_prop_ro("dtype", [](const Tensor& t) {
+            return nb::module_::import_("numpy").attr("dtype")(dtype_name(t.desc.dtype));
+        })
+        .def_prop_ro("ndim", [](const Tensor& t) { return t.desc.shape.size(); })
+        .def("isOnGPU", &Tensor::on_gpu)
+        .def("is_on_gpu", &Tensor::on_gpu)
+        .def("gpuID", &Tensor::gpu_id)
+        .def("gpu_id", &Tensor::gpu_id)
+        .def("data_ptr", [](const Tensor& t) { return (uintptr_t)t.desc.data; },
+             "Address of the first element (it never changes for the manager's lifetime).")
+        .def("to_numpy", [](const Tensor& t) {
+            if (t.on_gpu()) throw er::Error("to_numpy() needs a CPU tensor; this one is on the GPU (use to_torch())");
+            return t.view<nb::numpy>();
+        }, nb::rv_policy::reference, "A numpy array sharing memory with the simulation (CPU only).")
+        .def("to_torch", [](const Tensor& t) { return t.view<nb::pytorch>(); }, nb::rv_policy::reference,
+             "A torch tensor sharing memory with the simulation, on the simulation's device.")
+        .def("__dlpack__", [](nb::handle self, nb::kwargs kwargs) {
+            const Tensor& t = nb::cast<const Tensor&>(self);
+            nb::object arr = nb::cast(t.view<nb::array_api>());
+            return arr.attr("__dlpack__")(**kwargs);
+        })
+        .def("__dlpack_device__", [](const Tensor& t) { return nb::make_tuple(t.storage->device_type, t.storage->device_id); })
+        .def("__repr__", [](const Tensor& t) {
+            std::string shape;
+            for (size_t i = 0; i < t.desc.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.desc.shape[i]);
+            return "Tensor(shape=(" + shape + "), dtype=" + dtype_name(t.desc.dtype) + ", device=" +
+                   (t.on_gpu() ? "cuda:" + std::to_string(t.gpu_id()) : std::string("cpu")) + ")";
+        });
+
+    nb::class_<Manager>(m, "Manager")
+        .def(nb::init<const er::Config&>(), "config"_a)
+        .def("step", &step_many, "nstep"_a = 1)
+        .def("reset_worlds",
+             [](Manager& mgr, nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> mask,
+                std::optional<nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>> seeds) {
+                 const size_t W = (size_t)mgr.config().num_worlds;
+                 if (mask.shape(0) != W || (seeds && seeds->shape(0) != W))
+                     throw std::invalid_argument("reset_worlds: mask and seeds need num_worlds entries");
+                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
+                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 nb::gil_scoped_release release;
+                 mgr.reset_worlds(mask.data(), seeds ? seeds->data() : nullptr);
+             },
+             "mask"_a, "seeds"_a = nb::none())
+        .def("state_hashes", [](Manager& mgr) {
+            const size_t W = (size_t)mgr.config().num_worlds;
+            auto* out = new uint64_t[W];
+            nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint64_t*>(p); });
+            mgr.state_hashes(out);
+            return nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>>(out, {W}, owner);
+        })
+        .def("tensor", [](const Manager& mgr, const std::string& name) { return Tensor{mgr.tensor(name), mgr.storage()}; },
+             "name"_a)
+        .def_static("tensor_names", &Manager::tensor_names)
+        .def("state_view", [](const Manager& mgr, const std::string& name) { return Tensor{mgr.state_view(name), mgr.storage()}; },
+             "name"_a)
+        .def_static("state_names", &Manager::state_names)
+        .def("close", [](Manager& mgr) {
+            std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
+            if (!lock) throw er::Error("cannot close a SimManager while another thread is stepping it");
+            mgr.close();
+        })
+        .def_prop_ro("closed", &Manager::closed)
+        .def_prop_ro("num_worlds", [](const Manager& mgr) { return mgr.config().num_worlds; })
+        .def_prop_ro("num_agents", [](const Manager& mgr) { return mgr.config().num_agents; })
+        .def_prop_ro("num_threads", [](const Manager& mgr) { return mgr.config().num_threads; })
+        .def_prop_ro("episode_len", [](const Manager& mgr) { return mgr.config().episode_len; })
+        .def_prop_ro("autoreset_mode", [](const Manager& mgr) { return mgr.config().autoreset_mode; })
+        .def_prop_ro("rooms", [](const Manager& mgr) { return mgr.config().rooms; })
+        .def_prop_ro("obs_dim", &Manager::obs_dim);
+}

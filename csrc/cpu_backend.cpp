@@ -1,0 +1,100 @@
+// The CPU backend: worlds split into contiguous ranges over a persistent thread pool. Each
+// world's result depends only on its own state, so any thread count gives the same bits.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "backend.hpp"
+#include "sim/step.hpp"
+#include "thread_pool.hpp"
+
+namespace er {
+
+namespace {
+
+// Small batches run on the caller alone: waking a thread costs more than stepping a few worlds.
+constexpr int32_t kMinWorldsPerChunk = 16;
+
+class CpuBackend final : public Backend {
+public:
+    CpuBackend(const SimState& cfg, uint64_t rand_seed, int32_t num_threads) : pool_(num_threads)
+    {
+        const size_t bytes = state_bytes(cfg);
+        void* base = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!base) throw std::bad_alloc();
+        std::memset(base, 0, bytes);
+        storage_ = std::make_shared<Storage>();
+        storage_->base = base;
+        storage_->bytes = bytes;
+        storage_->release = std::free;
+        state_ = bind_state(cfg, base);
+        table_ = make_lidar_table();
+        for (int32_t w = 0; w < state_.num_worlds; ++w) state_.seed[w] = rand_seed + (uint64_t)w;
+        parallel_worlds([](CpuBackend& b, int32_t w) { begin_episode(b.state_, b.table_, w); });
+    }
+
+    const SimState& state() const override { return state_; }
+    std::shared_ptr<Storage> storage() const override { return storage_; }
+
+    void step() override
+    {
+        parallel_worlds([](CpuBackend& b, int32_t w) { step_world(b.state_, b.table_, w); });
+    }
+
+    void reset_worlds(const uint8_t* mask, const uint64_t* seeds) override
+    {
+        mask_ = mask;
+        seeds_ = seeds;
+        parallel_worlds([](CpuBackend& b, int32_t w) {
+            if (b.mask_[w]) reset_world(b.state_, b.table_, w, b.seeds_ != nullptr, b.seeds_ ? b.seeds_[w] : 0);
+        });
+    }
+
+    void state_hashes(uint64_t* out) override
+    {
+        for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = world_hash(state_, w);
+    }
+
+private:
+    using WorldFn = void (*)(CpuBackend&, int32_t);
+
+    struct Job {
+        CpuBackend* self;
+        WorldFn fn;
+        int32_t num_chunks;
+    };
+
+    void parallel_worlds(WorldFn fn)
+    {
+        const int32_t W = state_.num_worlds;
+        int32_t chunks = W / kMinWorldsPerChunk;
+        if (chunks > pool_.size()) chunks = pool_.size();
+        if (chunks < 1) chunks = 1;
+        Job job{this, fn, chunks};
+        pool_.run(
+            chunks,
+            [](void* ctx, int32_t c) {
+                const Job& j = *static_cast<Job*>(ctx);
+                const int64_t W = j.self->state_.num_worlds;
+                const int32_t begin = (int32_t)(W * c / j.num_chunks), end = (int32_t)(W * (c + 1) / j.num_chunks);
+                for (int32_t w = begin; w < end; ++w) j.fn(*j.self, w);
+            },
+            &job);
+    }
+
+    ThreadPool pool_;
+    std::shared_ptr<Storage> storage_;
+    SimState state_{};
+    LidarTable table_{};
+    const uint8_t* mask_ = nullptr;
+    const uint64_t* seeds_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, uint64_t rand_seed, int32_t num_threads)
+{
+    return std::make_unique<CpuBackend>(cfg, rand_seed, num_threads);
+}
+
+}  // namespace er

@@ -1,0 +1,85 @@
+// The simulation manager: validates a configuration, owns a backend and describes the
+// exported tensors. Shared by the Python binding and the headless tool.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "errors.hpp"
+
+namespace er {
+
+enum class ExecMode : int32_t { CPU = 0, CUDA = 1 };
+
+struct Config {
+    ExecMode exec_mode = ExecMode::CPU;
+    int32_t gpu_id = 0;
+    int64_t num_worlds = 1024;
+    uint64_t rand_seed = 42;
+    int32_t num_agents = 1;
+    int32_t autoreset_mode = kSameStep;
+    int32_t num_threads = 1;
+    std::vector<int32_t> rooms;  // RoomType per room; empty: the default sequence for num_agents
+    int32_t episode_len = kDefaultEpisodeLen;
+    RewardConfig reward;
+};
+
+enum class DType : int32_t { Int32, Float32, Bool, UInt8, Int8, UInt32, UInt64 };
+
+// A zero-copy view of one exported array: element strides, as DLPack and nanobind count them.
+struct TensorDesc {
+    void* data;
+    DType dtype;
+    std::vector<int64_t> shape;
+    std::vector<int64_t> strides;
+};
+
+// The default room sequence (SPEC §2.1).
+std::vector<int32_t> default_rooms(int32_t num_agents);
+
+// Number of CUDA devices usable by this build (0 without a CUDA backend, GPU or driver).
+int32_t cuda_device_count();
+
+class Manager {
+public:
+    // Throws std::invalid_argument for a bad configuration (before allocating anything),
+    // CudaUnavailable for ExecMode::CUDA without a usable GPU.
+    explicit Manager(const Config& cfg);
+
+    const Config& config() const { return cfg_; }
+    int32_t obs_dim() const { return er::obs_dim(cfg_.num_agents); }
+    bool closed() const { return backend_ == nullptr; }
+
+    void step();
+    void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
+    void state_hashes(uint64_t* out);
+
+    // The names of every exported tensor, and each one's description.
+    static const std::vector<std::string>& tensor_names();
+    TensorDesc tensor(const std::string& name) const;
+    std::shared_ptr<Storage> storage() const;
+
+    // Internal state as writable views, for tests and debugging (SimManager._state): the
+    // simulation reads them, so writes change the next step.
+    static const std::vector<std::string>& state_names();
+    TensorDesc state_view(const std::string& name) const;
+
+    // Frees the simulation (tensors already exported keep their memory); further use throws Error.
+    void close();
+
+    // Serialises calls: a manager stepped from two threads at once raises instead of corrupting.
+    std::mutex& busy() { return busy_; }
+
+private:
+    void check_open() const;
+
+    Config cfg_;
+    std::unique_ptr<Backend> backend_;
+    std::mutex busy_;
+};
+
+}  // namespace er

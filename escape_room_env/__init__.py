@@ -1,0 +1,40 @@
+"""escape_room_env: batched escape-room worlds in a C++ core, with zero-copy tensors.
+
+>>> import escape_room_env as er
+>>> sim = er.SimManager(num_worlds=8, num_agents=2, autoreset_mode="next_step")
+>>> sim.step(nstep=10)
+>>> sim.observation_tensor().to_numpy().shape
+(8, 2, 90)
+"""
+
+from escape_room_env import action, madrona
+from escape_room_env._core import RULES_VERSION
+from escape_room_env.config import ROOM_TYPES, AutoresetMode, RewardConfig, default_rooms
+from escape_room_env.errors import (
+    CudaUnavailableError,
+    EscapeRoomError,
+    ReplayDivergenceError,
+    ReplayFormatError,
+)
+from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SimManager",
+    "Tensor",
+    "ExecMode",
+    "AutoresetMode",
+    "RewardConfig",
+    "ROOM_TYPES",
+    "RULES_VERSION",
+    "default_rooms",
+    "cuda_available",
+    "action",
+    "madrona",
+    "EscapeRoomError",
+    "CudaUnavailableError",
+    "ReplayFormatError",
+    "ReplayDivergenceError",
+    "__version__",
+]

@@ -1,0 +1,48 @@
+"""Action constants, named as in the Madrona escape room (SPEC §2.2).
+
+An action is three int32 components per agent: ``move_amount``, ``move_angle``, ``rotate``.
+
+>>> import escape_room_env as er
+>>> er.action.move_amount.FAST, er.action.move_angle.FORWARD, er.action.rotate.NONE
+(3, 0, 2)
+"""
+
+from __future__ import annotations
+
+__all__ = ["move_amount", "move_angle", "rotate", "NUM_CHOICES"]
+
+
+class move_amount:  # noqa: N801 (the seed's lowercase names)
+    """Distance per step: 0, 1/3, 2/3 or 1 metre."""
+
+    STOP = 0
+    SLOW = 1
+    MEDIUM = 2
+    FAST = 3
+
+
+class move_angle:  # noqa: N801
+    """Direction of motion, k * 45 degrees clockwise from the agent's heading."""
+
+    FORWARD = 0
+    FORWARD_RIGHT = 1
+    RIGHT = 2
+    BACKWARD_RIGHT = 3
+    BACKWARD = 4
+    BACKWARD_LEFT = 5
+    LEFT = 6
+    FORWARD_LEFT = 7
+
+
+class rotate:  # noqa: N801
+    """Turn per step: (2 - rotate) * pi/16 radians, positive (left) is counter-clockwise."""
+
+    FAST_LEFT = 0
+    SLOW_LEFT = 1
+    NONE = 2
+    SLOW_RIGHT = 3
+    FAST_RIGHT = 4
+
+
+#: Number of choices of each component, the ``MultiDiscrete`` nvec.
+NUM_CHOICES = (4, 8, 5)

@@ -1,0 +1,108 @@
+"""Configuration values of the simulator: room types, reward, reset modes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence, Union
+
+from gymnasium.vector import AutoresetMode
+
+from escape_room_env import _core
+
+__all__ = ["ROOM_TYPES", "RewardConfig", "AutoresetMode", "default_rooms"]
+
+#: The room types of the generated level, in the core's numbering (SPEC §2.1).
+ROOM_TYPES = ("button", "double_button", "cube_blocking", "cube_button")
+
+# The core's numbering of reset modes (also the replay file's u32 autoreset_mode).
+_AUTORESET_CODES = {AutoresetMode.NEXT_STEP: 0, AutoresetMode.SAME_STEP: 1, AutoresetMode.DISABLED: 2}
+AUTORESET_FROM_CODE = {code: mode for mode, code in _AUTORESET_CODES.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig:
+    """The per-agent reward of SPEC §2.5; pass one (or a dict of its fields) as ``reward=``.
+
+    >>> import escape_room_env as er
+    >>> er.RewardConfig(escape_bonus=5.0).progress_scale
+    0.05
+    """
+
+    progress_scale: float = 0.05
+    """Reward per metre of new maximum y reached this episode."""
+    slack_penalty: float = 0.005
+    """Subtracted on every step without new progress."""
+    group_bonus: float = 1.25
+    """Multiplies positive progress while every agent's max y is within group_radius (2+ agents)."""
+    group_radius: float = 2.0
+    """Metres between agents' max y values for the group bonus."""
+    escape_bonus: float = 1.0
+    """Paid once, on the step an agent reaches the exit."""
+
+    def _to_core(self) -> _core.RewardConfig:
+        cfg = _core.RewardConfig()
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"RewardConfig.{field.name} must be a number, got {value!r}")
+            setattr(cfg, field.name, float(value))
+        return cfg
+
+
+def default_rooms(num_agents: int) -> tuple[str, ...]:
+    """The default room sequence for ``num_agents`` agents.
+
+    >>> default_rooms(1)
+    ('button', 'cube_blocking', 'cube_button')
+    """
+    return tuple(ROOM_TYPES[t] for t in _core.default_rooms(num_agents))
+
+
+def parse_autoreset(mode: Union[AutoresetMode, str, None], auto_reset: bool) -> AutoresetMode:
+    """``autoreset_mode`` wins; otherwise the seed's ``auto_reset`` (True: SAME_STEP, False: DISABLED)."""
+    if mode is None:
+        return AutoresetMode.SAME_STEP if auto_reset else AutoresetMode.DISABLED
+    if isinstance(mode, AutoresetMode):
+        return mode
+    if isinstance(mode, str):
+        key = mode.replace("-", "_").replace(" ", "_").upper()
+        aliases = {"NEXTSTEP": "NEXT_STEP", "SAMESTEP": "SAME_STEP"}
+        key = aliases.get(key, key)
+        if key in AutoresetMode.__members__:
+            return AutoresetMode[key]
+    raise ValueError(
+        f"autoreset_mode must be an AutoresetMode or one of 'next_step', 'same_step', 'disabled', got {mode!r}"
+    )
+
+
+def autoreset_code(mode: AutoresetMode) -> int:
+    return _AUTORESET_CODES[mode]
+
+
+def parse_rooms(rooms: Union[Sequence[str], None]) -> list[int]:
+    """Room names (or core codes) to the core's codes; [] means the default sequence."""
+    if rooms is None:
+        return []
+    if isinstance(rooms, str):
+        rooms = [rooms]
+    codes = []
+    for k, room in enumerate(rooms):
+        if isinstance(room, str) and room in ROOM_TYPES:
+            codes.append(ROOM_TYPES.index(room))
+        else:
+            raise ValueError(f"rooms[{k}]: unknown room type {room!r}; expected one of {', '.join(ROOM_TYPES)}")
+    return codes
+
+
+def parse_reward(reward: Union[RewardConfig, Mapping[str, float], None]) -> _core.RewardConfig:
+    if reward is None:
+        return RewardConfig()._to_core()
+    if isinstance(reward, RewardConfig):
+        return reward._to_core()
+    if isinstance(reward, Mapping):
+        names = {f.name for f in dataclasses.fields(RewardConfig)}
+        unknown = sorted(set(reward) - names)
+        if unknown:
+            raise ValueError(f"unknown reward field(s) {unknown}; expected some of {sorted(names)}")
+        return RewardConfig(**reward)._to_core()
+    raise TypeError(f"reward must be a RewardConfig, a dict of its fields or None, got {type(reward).__name__}")

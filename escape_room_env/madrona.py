@@ -1,0 +1,10 @@
+"""Names under ``escape_room_env.madrona``, as the Madrona escape room's bindings had them.
+
+>>> from escape_room_env import madrona
+>>> madrona.ExecMode.CPU
+<ExecMode.CPU: 0>
+"""
+
+from escape_room_env._core import ExecMode, Tensor
+
+__all__ = ["ExecMode", "Tensor"]
