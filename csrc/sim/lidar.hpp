@@ -25,39 +25,56 @@ inline LidarTable make_lidar_table()
     return t;
 }
 
-// Distance along the unit ray (o, d) to box b (0 if o is inside), or kNoHit. inv = 1/d per axis.
-ER_HD inline float ray_box(Vec2 o, Vec2 d, Vec2 inv, const Box& b)
+// The rays of one agent, one lane per ray. Loops over lanes are branch-free, so the CPU
+// build vectorises them; every lane does the same IEEE operations as a scalar loop would.
+struct RayBundle {
+    float dx[kLidarRays], dy[kLidarRays];    // unit directions
+    float ix[kLidarRays], iy[kLidarRays];    // 1 / direction (0 where the direction is 0)
+    float best[kLidarRays];                  // nearest hit so far, metres
+    int32_t type[kLidarRays];                // its EntityType
+};
+
+// Nearest-hit update of every ray against box b: distance to b along the ray (0 from inside),
+// kept when strictly nearer than the best so far.
+ER_HD inline void rays_vs_box(RayBundle& r, Vec2 o, const Box& b, int32_t type)
 {
-    float t_near = -kNoHit, t_far = kNoHit;
-    if (d.x != 0.0f) {
-        const float t1 = (b.min_x - o.x) * inv.x, t2 = (b.max_x - o.x) * inv.x;
-        t_near = min_f(t1, t2);
-        t_far = max_f(t1, t2);
-    } else if (o.x < b.min_x || o.x > b.max_x) {
-        return kNoHit;
+    // A ray parallel to a slab is inside it everywhere or nowhere.
+    const float par_near_x = (o.x >= b.min_x) & (o.x <= b.max_x) ? -kNoHit : kNoHit;
+    const float par_near_y = (o.y >= b.min_y) & (o.y <= b.max_y) ? -kNoHit : kNoHit;
+    const float lo_x = b.min_x - o.x, hi_x = b.max_x - o.x, lo_y = b.min_y - o.y, hi_y = b.max_y - o.y;
+    for (int32_t k = 0; k < kLidarRays; ++k) {
+        const float tx1 = lo_x * r.ix[k], tx2 = hi_x * r.ix[k];
+        const float ty1 = lo_y * r.iy[k], ty2 = hi_y * r.iy[k];
+        const bool px = r.dx[k] == 0.0f, py = r.dy[k] == 0.0f;
+        const float near_x = px ? par_near_x : min_f(tx1, tx2);
+        const float far_x = px ? -par_near_x : max_f(tx1, tx2);
+        const float near_y = py ? par_near_y : min_f(ty1, ty2);
+        const float far_y = py ? -par_near_y : max_f(ty1, ty2);
+        const float t_near = max_f(near_x, near_y), t_far = min_f(far_x, far_y);
+        const bool hit = (t_far >= t_near) & (t_far >= 0.0f);
+        const float t = hit ? max_f(t_near, 0.0f) : kNoHit;
+        const bool nearer = t < r.best[k];
+        r.best[k] = nearer ? t : r.best[k];
+        r.type[k] = nearer ? type : r.type[k];
     }
-    if (d.y != 0.0f) {
-        const float t1 = (b.min_y - o.y) * inv.y, t2 = (b.max_y - o.y) * inv.y;
-        t_near = max_f(t_near, min_f(t1, t2));
-        t_far = min_f(t_far, max_f(t1, t2));
-    } else if (o.y < b.min_y || o.y > b.max_y) {
-        return kNoHit;
-    }
-    if (t_far < t_near || t_far < 0.0f) return kNoHit;
-    return max_f(t_near, 0.0f);
 }
 
-// Distance along the unit ray (o, d) to a disc (0 if o is inside), or kNoHit.
-ER_HD inline float ray_disc(Vec2 o, Vec2 d, Vec2 centre, float radius)
+// The same against a disc (another agent).
+ER_HD inline void rays_vs_disc(RayBundle& r, Vec2 o, Vec2 centre, float radius, int32_t type)
 {
     const Vec2 m = o - centre;
-    const float b = dot(m, d);
     const float c = dot(m, m) - radius * radius;
-    if (c <= 0.0f) return 0.0f;
-    if (b > 0.0f) return kNoHit;
-    const float disc = b * b - c;
-    if (disc < 0.0f) return kNoHit;
-    return max_f(-b - sqrt_f(disc), 0.0f);
+    const bool inside = c <= 0.0f;
+    for (int32_t k = 0; k < kLidarRays; ++k) {
+        const float b = m.x * r.dx[k] + m.y * r.dy[k];
+        const float disc = b * b - c;
+        const bool hit = inside | ((b <= 0.0f) & (disc >= 0.0f));
+        const float root = sqrt_f(disc >= 0.0f ? disc : 0.0f);
+        const float t = inside ? 0.0f : (hit ? max_f(-b - root, 0.0f) : kNoHit);
+        const bool nearer = t < r.best[k];
+        r.best[k] = nearer ? t : r.best[k];
+        r.type[k] = nearer ? type : r.type[k];
+    }
 }
 
 // Writes 30 x (min(hit, 40)/40, type/6) for agent `self` of a world; `forward` is its unit
@@ -66,42 +83,27 @@ ER_HD inline void write_lidar(float* out, const LidarTable& table, const LevelDa
                               const Vec2* agents, int32_t A, int32_t self, const Vec2* cubes, Vec2 forward)
 {
     const Vec2 o = agents[self];
+    RayBundle r;
     for (int32_t k = 0; k < kLidarRays; ++k) {
         const Vec2 rot = table.rot[k];
-        const Vec2 d = {forward.x * rot.x - forward.y * rot.y, forward.x * rot.y + forward.y * rot.x};
-        const Vec2 inv = {d.x != 0.0f ? 1.0f / d.x : 0.0f, d.y != 0.0f ? 1.0f / d.y : 0.0f};
-        float best = kNoHit;
-        int32_t best_type = kTypeNone;
-        for (int32_t i = 0; i < lv.num_statics; ++i) {
-            if (!static_active(lv, door_open, i)) continue;
-            const float t = ray_box(o, d, inv, lv.statics[i]);
-            if (t < best) {
-                best = t;
-                best_type = lv.static_door[i] < 0 ? kTypeWall : kTypeDoor;
-            }
-        }
-        for (int32_t c = 0; c < lv.num_cubes; ++c) {
-            const float t = ray_box(o, d, inv, cube_box(cubes[c]));
-            if (t < best) {
-                best = t;
-                best_type = kTypeCube;
-            }
-        }
-        for (int32_t j = 0; j < A; ++j) {
-            if (j == self) continue;
-            const float t = ray_disc(o, d, agents[j], kAgentRadius);
-            if (t < best) {
-                best = t;
-                best_type = kTypeAgent;
-            }
-        }
-        if (best <= kLidarRange) {
-            out[2 * k] = best / kLidarRange;
-            out[2 * k + 1] = (float)best_type / (float)kEntityTypeCount;
-        } else {
-            out[2 * k] = 1.0f;
-            out[2 * k + 1] = 0.0f;
-        }
+        r.dx[k] = forward.x * rot.x - forward.y * rot.y;
+        r.dy[k] = forward.x * rot.y + forward.y * rot.x;
+        r.ix[k] = r.dx[k] != 0.0f ? 1.0f / r.dx[k] : 0.0f;
+        r.iy[k] = r.dy[k] != 0.0f ? 1.0f / r.dy[k] : 0.0f;
+        r.best[k] = kNoHit;
+        r.type[k] = kTypeNone;
+    }
+    for (int32_t i = 0; i < lv.num_statics; ++i) {
+        if (!static_active(lv, door_open, i)) continue;
+        rays_vs_box(r, o, lv.statics[i], lv.static_door[i] < 0 ? kTypeWall : kTypeDoor);
+    }
+    for (int32_t c = 0; c < lv.num_cubes; ++c) rays_vs_box(r, o, cube_box(cubes[c]), kTypeCube);
+    for (int32_t j = 0; j < A; ++j)
+        if (j != self) rays_vs_disc(r, o, agents[j], kAgentRadius, kTypeAgent);
+    for (int32_t k = 0; k < kLidarRays; ++k) {
+        const bool seen = r.best[k] <= kLidarRange;
+        out[2 * k] = seen ? r.best[k] / kLidarRange : 1.0f;
+        out[2 * k + 1] = seen ? (float)r.type[k] / (float)kEntityTypeCount : 0.0f;
     }
 }
 

@@ -114,7 +114,8 @@ ER_HD inline void step_world(const SimState& s, const LidarTable& table, int32_t
 
     // Doors change at the end of the step; one pass against the new statics leaves no body inside a door.
     if (update_doors(lv, door_open, pressed_groups(lv, agents, A, cubes))) {
-        cubes_vs_statics(lv, door_open, cubes);
+        CubeDirt dirt = all_cubes_dirty();
+        cubes_vs_statics(lv, door_open, cubes, dirt);
         agents_vs_statics(lv, door_open, agents, A);
     }
 

@@ -1,8 +1,10 @@
 // Headless C++ benchmark: steps num_worlds worlds with random actions, no Python involved.
 //
-//   headless [--worlds N] [--steps S] [--threads T] [--agents A] [--seed X] [--repeats R]
+//   headless [--worlds N] [--steps S] [--threads T] [--agents A] [--seed X] [--repeats R] [--mode M]
 //
-// Prints one JSON line per repeat and a summary line with the median world-steps/s.
+// Prints one JSON line per repeat, a summary line with the median world-steps/s, and a
+// digest of every world's state hash at the end: two builds (or thread counts) that simulate
+// the same bits print the same digest. --mode: 0 NEXT_STEP, 1 SAME_STEP (default), 2 DISABLED.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -35,6 +37,7 @@ int main(int argc, char** argv)
     cfg.rand_seed = (uint64_t)arg(argc, argv, "--seed", 42);
     const long steps = arg(argc, argv, "--steps", 1000);
     const long repeats = arg(argc, argv, "--repeats", 5);
+    cfg.autoreset_mode = (int32_t)arg(argc, argv, "--mode", er::kSameStep);
     try {
         er::Manager mgr(cfg);
         er::TensorDesc action = mgr.tensor("action");
@@ -66,6 +69,16 @@ int main(int argc, char** argv)
         }
         std::sort(rates.begin(), rates.end());
         std::printf("median world-steps/s: %.1f\n", rates[rates.size() / 2]);
+        std::vector<uint64_t> hashes((size_t)cfg.num_worlds);
+        mgr.state_hashes(hashes.data());
+        uint64_t digest = 0xcbf29ce484222325ULL;
+        for (uint64_t h : hashes) digest = (digest ^ h) * 0x100000001b3ULL;
+        // ... and of the observations the last step wrote.
+        const er::TensorDesc obs = mgr.tensor("observation");
+        const unsigned char* bytes = static_cast<const unsigned char*>(obs.data);
+        for (size_t i = 0; i < (size_t)cfg.num_worlds * cfg.num_agents * mgr.obs_dim() * sizeof(float); ++i)
+            digest = (digest ^ bytes[i]) * 0x100000001b3ULL;
+        std::printf("state digest: %016llx\n", (unsigned long long)digest);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "headless: %s\n", e.what());
         return 2;
