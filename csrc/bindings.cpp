@@ -160,6 +160,11 @@ NB_MODULE(_core, m)
         }, nb::rv_policy::reference, "A numpy array sharing memory with the simulation (CPU only).")
         .def("to_torch", [](const Tensor& t) { return t.view<nb::pytorch>(); }, nb::rv_policy::reference,
              "A torch tensor sharing memory with the simulation, on the simulation's device.")
+        .def("to_jax", [](const Tensor& t) {
+            if (t.on_gpu()) throw er::Error("to_jax() of a GPU tensor is not supported by this version; use to_torch()");
+            // A copy: JAX arrays are immutable and reject strided views.
+            return nb::module_::import_("jax.numpy").attr("array")(t.view<nb::numpy>(), "copy"_a = true);
+        }, "A JAX array holding a copy of the tensor's current values.")
         .def("__dlpack__", [](nb::handle self, nb::kwargs kwargs) {
             const Tensor& t = nb::cast<const Tensor&>(self);
             nb::object arr = nb::cast(t.view<nb::array_api>());

@@ -9,10 +9,10 @@ An action is three int32 components per agent: ``move_amount``, ``move_angle``, 
 
 from __future__ import annotations
 
-__all__ = ["move_amount", "move_angle", "rotate", "NUM_CHOICES"]
+__all__ = ["NUM_CHOICES", "move_amount", "move_angle", "rotate"]
 
 
-class move_amount:  # noqa: N801 (the seed's lowercase names)
+class move_amount:
     """Distance per step: 0, 1/3, 2/3 or 1 metre."""
 
     STOP = 0
@@ -21,7 +21,7 @@ class move_amount:  # noqa: N801 (the seed's lowercase names)
     FAST = 3
 
 
-class move_angle:  # noqa: N801
+class move_angle:
     """Direction of motion, k * 45 degrees clockwise from the agent's heading."""
 
     FORWARD = 0
@@ -34,7 +34,7 @@ class move_angle:  # noqa: N801
     FORWARD_LEFT = 7
 
 
-class rotate:  # noqa: N801
+class rotate:
     """Turn per step: (2 - rotate) * pi/16 radians, positive (left) is counter-clockwise."""
 
     FAST_LEFT = 0

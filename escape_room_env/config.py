@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 from gymnasium.vector import AutoresetMode
 
 from escape_room_env import _core
 
-__all__ = ["ROOM_TYPES", "RewardConfig", "AutoresetMode", "default_rooms"]
+__all__ = ["ROOM_TYPES", "AutoresetMode", "RewardConfig", "default_rooms"]
 
 #: The room types of the generated level, in the core's numbering (SPEC §2.1).
 ROOM_TYPES = ("button", "double_button", "cube_blocking", "cube_button")
@@ -58,7 +58,7 @@ def default_rooms(num_agents: int) -> tuple[str, ...]:
     return tuple(ROOM_TYPES[t] for t in _core.default_rooms(num_agents))
 
 
-def parse_autoreset(mode: Union[AutoresetMode, str, None], auto_reset: bool) -> AutoresetMode:
+def parse_autoreset(mode: AutoresetMode | str | None, auto_reset: bool) -> AutoresetMode:
     """``autoreset_mode`` wins; otherwise the seed's ``auto_reset`` (True: SAME_STEP, False: DISABLED)."""
     if mode is None:
         return AutoresetMode.SAME_STEP if auto_reset else AutoresetMode.DISABLED
@@ -79,30 +79,37 @@ def autoreset_code(mode: AutoresetMode) -> int:
     return _AUTORESET_CODES[mode]
 
 
-def parse_rooms(rooms: Union[Sequence[str], None]) -> list[int]:
+def parse_rooms(rooms: Sequence[str] | None) -> list[int]:
     """Room names (or core codes) to the core's codes; [] means the default sequence."""
     if rooms is None:
         return []
     if isinstance(rooms, str):
         rooms = [rooms]
+    if len(rooms) == 0:
+        raise ValueError("rooms must list 1 to 4 room types, got an empty sequence (None means the default)")
     codes = []
     for k, room in enumerate(rooms):
         if isinstance(room, str) and room in ROOM_TYPES:
             codes.append(ROOM_TYPES.index(room))
         else:
-            raise ValueError(f"rooms[{k}]: unknown room type {room!r}; expected one of {', '.join(ROOM_TYPES)}")
+            raise ValueError(
+                f"rooms[{k}]: unknown room type {room!r}; expected one of {', '.join(ROOM_TYPES)}"
+            )
     return codes
 
 
-def parse_reward(reward: Union[RewardConfig, Mapping[str, float], None]) -> _core.RewardConfig:
+def parse_reward(reward: RewardConfig | Mapping[str, float] | None) -> RewardConfig:
+    """A RewardConfig from None (the defaults), a RewardConfig or a dict of its fields."""
     if reward is None:
-        return RewardConfig()._to_core()
+        return RewardConfig()
     if isinstance(reward, RewardConfig):
-        return reward._to_core()
+        return reward
     if isinstance(reward, Mapping):
         names = {f.name for f in dataclasses.fields(RewardConfig)}
         unknown = sorted(set(reward) - names)
         if unknown:
             raise ValueError(f"unknown reward field(s) {unknown}; expected some of {sorted(names)}")
-        return RewardConfig(**reward)._to_core()
-    raise TypeError(f"reward must be a RewardConfig, a dict of its fields or None, got {type(reward).__name__}")
+        return RewardConfig(**reward)
+    raise TypeError(
+        f"reward must be a RewardConfig, a dict of its fields or None, got {type(reward).__name__}"
+    )

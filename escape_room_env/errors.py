@@ -15,4 +15,4 @@ from escape_room_env._core import (
     ReplayFormatError,
 )
 
-__all__ = ["EscapeRoomError", "CudaUnavailableError", "ReplayFormatError", "ReplayDivergenceError"]
+__all__ = ["CudaUnavailableError", "EscapeRoomError", "ReplayDivergenceError", "ReplayFormatError"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Mapping, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+from typing_extensions import Self
 
 from escape_room_env import _core
 from escape_room_env.config import (
@@ -23,7 +24,7 @@ from escape_room_env.config import (
 ExecMode = _core.ExecMode
 Tensor = _core.Tensor
 
-__all__ = ["SimManager", "ExecMode", "Tensor", "cuda_available"]
+__all__ = ["ExecMode", "SimManager", "Tensor", "cuda_available"]
 
 
 def cuda_available() -> bool:
@@ -91,11 +92,11 @@ class SimManager:
         enable_batch_renderer: bool = False,
         *,
         num_agents: int = 1,
-        autoreset_mode: Union[AutoresetMode, str, None] = None,
-        num_threads: Optional[int] = None,
-        rooms: Optional[Sequence[str]] = None,
+        autoreset_mode: AutoresetMode | str | None = None,
+        num_threads: int | None = None,
+        rooms: Sequence[str] | None = None,
         episode_len: int = 200,
-        reward: Union[RewardConfig, Mapping[str, float], None] = None,
+        reward: RewardConfig | Mapping[str, float] | None = None,
     ):
         if not isinstance(exec_mode, ExecMode):
             raise TypeError(f"exec_mode must be ExecMode.CPU or ExecMode.CUDA, got {exec_mode!r}")
@@ -114,15 +115,17 @@ class SimManager:
         cfg.num_agents = _as_int("num_agents", num_agents)
         self._autoreset_mode = parse_autoreset(autoreset_mode, bool(auto_reset))
         cfg.autoreset_mode = autoreset_code(self._autoreset_mode)
-        cfg.num_threads = _default_num_threads() if num_threads is None else _as_int("num_threads", num_threads)
+        cfg.num_threads = (
+            _default_num_threads() if num_threads is None else _as_int("num_threads", num_threads)
+        )
         cfg.rooms = parse_rooms(rooms)
         cfg.episode_len = _as_int("episode_len", episode_len)
-        cfg.reward = parse_reward(reward)
+        self._reward = parse_reward(reward)
+        cfg.reward = self._reward._to_core()
         self._impl = _core.Manager(cfg)
         self._exec_mode = exec_mode
         self._gpu_id = cfg.gpu_id
         self._rand_seed = seed
-        self._reward = RewardConfig(**{f: getattr(cfg.reward, f) for f in RewardConfig.__dataclass_fields__})
         self._tensors: dict[str, Tensor] = {}
 
     # -- stepping ---------------------------------------------------------------------------
@@ -133,7 +136,7 @@ class SimManager:
         Exactly ``nstep`` calls of ``step()``; reset flags apply to the first. Ctrl-C stops it
         after a whole step (KeyboardInterrupt), leaving every tensor consistent.
         """
-        self._impl.step(nstep)
+        self._impl.step(nstep if type(nstep) is int else _as_int("nstep", nstep))
 
     def reset_worlds(self, mask=None, seeds=None) -> None:
         """Starts a new episode at once in the worlds where ``mask`` is true (all if None).
@@ -166,7 +169,9 @@ class SimManager:
             else:
                 values = np.asarray(seeds)
                 if values.shape != (num_worlds,):
-                    raise ValueError(f"seeds must be an int or have shape ({num_worlds},), got {values.shape}")
+                    raise ValueError(
+                        f"seeds must be an int or have shape ({num_worlds},), got {values.shape}"
+                    )
                 if not np.issubdtype(values.dtype, np.integer):
                     raise TypeError(f"seeds must be integers, got dtype {values.dtype}")
                 if values.dtype.kind == "i" and (values < 0).any():
@@ -200,7 +205,7 @@ class SimManager:
     def closed(self) -> bool:
         return self._impl.closed
 
-    def __enter__(self) -> "SimManager":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -328,4 +333,3 @@ class SimManager:
     def final_observation_tensor(self) -> Tensor:
         """[W, A, D] float32: the terminal observation of worlds reset at the end of a SAME_STEP done step."""
         return self._tensor("final_observation")
-

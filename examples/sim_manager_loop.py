@@ -43,5 +43,7 @@ for step in range(args.steps):
 elapsed = time.perf_counter() - start
 
 print(f"{args.worlds * args.steps / elapsed:,.0f} world-steps/s (random actions drawn in numpy each step)")
-print(f"episodes finished: {len(returns)}, escaped: {escapes}, mean return: {np.mean(returns) if returns else 0:.3f}")
+print(
+    f"episodes finished: {len(returns)}, escaped: {escapes}, mean return: {np.mean(returns) if returns else 0:.3f}"
+)
 print(f"mean progress of the running episodes: {progress.mean():.2f} m")

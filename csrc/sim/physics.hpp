@@ -32,19 +32,20 @@ ER_HD inline Vec2 disc_box_push(Vec2 c, float r, const Box& b)
     return push;
 }
 
-// Correction that moves box a out of box b along the axis of least penetration (ties: x),
-// away from b's centre (coincident centres: +x / +y). {0, 0} without overlap.
+// Correction that moves box a out of box b, away from b's centre (coincident centres: +x / +y),
+// along the axis needing the shorter move (ties: x). The move separates the boxes even when
+// one spans the other (a cube straddling a 1 m door). {0, 0} without overlap.
 ER_HD inline Vec2 box_box_push(const Box& a, const Box& b)
 {
     const float ox = min_f(a.max_x, b.max_x) - max_f(a.min_x, b.min_x);
     const float oy = min_f(a.max_y, b.max_y) - max_f(a.min_y, b.min_y);
     if (ox <= 0.0f || oy <= 0.0f) return {0.0f, 0.0f};
-    if (ox <= oy) {
-        const bool neg = (a.min_x + a.max_x) < (b.min_x + b.max_x);
-        return {neg ? -ox : ox, 0.0f};
-    }
-    const bool neg = (a.min_y + a.max_y) < (b.min_y + b.max_y);
-    return {0.0f, neg ? -oy : oy};
+    const bool neg_x = (a.min_x + a.max_x) < (b.min_x + b.max_x);
+    const bool neg_y = (a.min_y + a.max_y) < (b.min_y + b.max_y);
+    const float mx = neg_x ? a.max_x - b.min_x : b.max_x - a.min_x;
+    const float my = neg_y ? a.max_y - b.min_y : b.max_y - a.min_y;
+    if (mx <= my) return {neg_x ? -mx : mx, 0.0f};
+    return {0.0f, neg_y ? -my : my};
 }
 
 ER_HD inline Box cube_box(Vec2 c) { return {c.x - kCubeHalf, c.y - kCubeHalf, c.x + kCubeHalf, c.y + kCubeHalf}; }

@@ -1,0 +1,54 @@
+"""The C++-only headless tool: runs, and simulates the same bits for any thread count."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import escape_room_env
+
+HEADLESS = Path(escape_room_env._core.__file__).parent / "bin" / "headless"
+pytestmark = pytest.mark.skipif(not HEADLESS.exists(), reason=f"headless tool not installed at {HEADLESS}")
+
+
+def run_headless(*args: str) -> list[str]:
+    out = subprocess.run([str(HEADLESS), *args], check=True, capture_output=True, text=True, timeout=120)
+    return out.stdout.splitlines()
+
+
+def digest(lines: list[str]) -> str:
+    return next(line.split(": ")[1] for line in lines if line.startswith("state digest: "))
+
+
+@pytest.mark.parametrize("agents", [1, 3])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_headless_digest_is_the_same_for_one_and_two_threads(agents, mode):
+    common = [
+        "--worlds",
+        "96",
+        "--steps",
+        "260",
+        "--repeats",
+        "1",
+        "--agents",
+        str(agents),
+        "--mode",
+        str(mode),
+    ]
+    one = run_headless(*common, "--threads", "1")
+    two = run_headless(*common, "--threads", "2")
+    assert digest(one) == digest(two)
+    record = json.loads(one[0])
+    assert record["num_worlds"] == 96 and record["num_agents"] == agents and record["world_steps_per_s"] > 0
+
+
+def test_headless_digest_depends_on_the_seed():
+    common = ["--worlds", "32", "--steps", "50", "--repeats", "1"]
+    assert digest(run_headless(*common, "--seed", "1")) != digest(run_headless(*common, "--seed", "2"))
+
+
+def test_headless_rejects_a_bad_configuration():
+    out = subprocess.run([str(HEADLESS), "--worlds", "0"], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2
+    assert "num_worlds must be >= 1" in out.stderr
