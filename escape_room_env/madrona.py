@@ -2,7 +2,7 @@
 
 >>> from escape_room_env import madrona
 >>> madrona.ExecMode.CPU
-<ExecMode.CPU: 0>
+ExecMode.CPU
 """
 
 from escape_room_env._core import ExecMode, Tensor
