@@ -1,0 +1,313 @@
+"""The one timing harness shared by every script in ``benchmarks/`` (STYLE.md, SPEC §9).
+
+A benchmark hands :func:`measure` a callable ``run(n)`` that performs ``n`` steps. The harness
+runs it once untimed (warm-up), then ``repeats`` (>= 5) timed times, takes the median and emits
+one JSON line per configuration::
+
+    {"bench": ..., "impl": ..., "num_worlds": ..., "num_agents": ..., "threads": ...,
+     "steps": ..., "median_s": ..., "world_steps_per_s": ..., "agent_steps_per_s": ...,
+     "repeats": ..., <extra fields>}
+
+``run(n)`` may return the seconds it timed itself (to leave per-step work such as writing new
+actions out of the measurement); if it returns None the harness times the whole call.
+
+>>> import time
+>>> r = measure("demo", "sleep", lambda n: time.sleep(n * 1e-4), num_worlds=2, num_agents=1,
+...             threads=1, steps=10, echo=False)
+>>> sorted(r) == sorted(RESULT_KEYS) and r["repeats"] == 5
+True
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+#: The fields every measurement line carries (extras come after them).
+RESULT_KEYS = (
+    "bench",
+    "impl",
+    "num_worlds",
+    "num_agents",
+    "threads",
+    "steps",
+    "median_s",
+    "world_steps_per_s",
+    "agent_steps_per_s",
+    "repeats",
+)
+
+MIN_REPEATS = 5
+
+Run = Callable[[int], Optional[float]]
+
+
+def time_repeats(
+    run: Run, steps: int, repeats: int = MIN_REPEATS, warmup_steps: int | None = None
+) -> list[float]:
+    """Seconds taken by ``repeats`` calls of ``run(steps)``, after one untimed ``run(warmup_steps)``.
+
+    ``warmup_steps`` defaults to ``steps`` (one full untimed repeat).
+    """
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be >= {MIN_REPEATS} (SPEC §9), got {repeats}")
+    run(steps if warmup_steps is None else warmup_steps)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        timed = run(steps)
+        times.append(timed if timed is not None else time.perf_counter() - t0)
+    return times
+
+
+def make_result(
+    bench: str,
+    impl: str,
+    *,
+    num_worlds: int,
+    num_agents: int,
+    threads: int,
+    steps: int,
+    times: list[float],
+    **extra: Any,
+) -> dict[str, Any]:
+    """One configuration's JSON record from its repeat times (seconds for ``steps`` steps each)."""
+    median_s = statistics.median(times)
+    world_steps_per_s = steps * num_worlds / median_s
+    return {
+        "bench": bench,
+        "impl": impl,
+        "num_worlds": num_worlds,
+        "num_agents": num_agents,
+        "threads": threads,
+        "steps": steps,
+        "median_s": median_s,
+        "world_steps_per_s": world_steps_per_s,
+        "agent_steps_per_s": world_steps_per_s * num_agents,
+        "repeats": len(times),
+        **extra,
+    }
+
+
+def emit(record: dict[str, Any], out: TextIO | None = None, echo: bool = True) -> None:
+    """Prints ``record`` as one JSON line (if ``echo``) and appends it to ``out`` (if given)."""
+    line = json.dumps(record)
+    if echo:
+        print(line, flush=True)
+    if out is not None:
+        out.write(line + "\n")
+        out.flush()
+
+
+def measure(
+    bench: str,
+    impl: str,
+    run: Run,
+    *,
+    num_worlds: int,
+    num_agents: int,
+    threads: int,
+    steps: int,
+    repeats: int = MIN_REPEATS,
+    warmup_steps: int | None = None,
+    out: TextIO | None = None,
+    echo: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Times ``run`` (warm-up, median of ``repeats``), emits and returns its JSON record."""
+    times = time_repeats(run, steps, repeats, warmup_steps)
+    record = make_result(
+        bench,
+        impl,
+        num_worlds=num_worlds,
+        num_agents=num_agents,
+        threads=threads,
+        steps=steps,
+        times=times,
+        **extra,
+    )
+    emit(record, out, echo)
+    return record
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+
+def _si(x: float) -> str:
+    """3 significant digits with a k/M/G suffix: 1234567 -> '1.23M'."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def format_table(records: Iterable[dict[str, Any]]) -> str:
+    """A fixed-width table (markdown-compatible) of the measurement records among ``records``."""
+    header = (
+        "bench",
+        "impl",
+        "worlds",
+        "agents",
+        "threads",
+        "steps",
+        "median ms",
+        "world-steps/s",
+        "µs/call",
+    )
+    rows = [header]
+    for r in records:
+        if "median_s" not in r:
+            continue
+        us_per_call = 1e6 * r["median_s"] / r["steps"]
+        rows.append(
+            (
+                r["bench"],
+                r["impl"],
+                str(r["num_worlds"]),
+                str(r["num_agents"]),
+                str(r["threads"]),
+                str(r["steps"]),
+                f"{1e3 * r['median_s']:.2f}",
+                _si(r["world_steps_per_s"]),
+                f"{us_per_call:.2f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def print_table(records: Iterable[dict[str, Any]]) -> None:
+    """Prints :func:`format_table` of ``records``."""
+    print(format_table(records), flush=True)
+
+
+# -- machine description ---------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else "unknown"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _version(module: str) -> str | None:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "unknown")
+    except Exception:  # noqa: BLE001 (not installed, or broken: the description still gets written)
+        return None
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model, usable cores, load, library versions and the date, as one JSON-able dict.
+
+    The 1-minute load average shows whether something else competed for the cores.
+    """
+    return {
+        "bench": "machine",
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu_model": _cpu_model(),
+        "cores": _cores(),
+        "memory_gb": _memory_gb(),
+        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "torch": _version("torch"),
+        "envpool": _version("envpool"),
+        "escape_room_env": _version("escape_room_env"),
+        "escape_room_env_core_built": _core_built(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _core_built() -> str | None:
+    """When the loaded native module was built (its file's mtime): tells re-runs apart."""
+    spec = importlib.util.find_spec("escape_room_env._core")
+    if spec is None or not spec.origin:
+        return None
+    mtime = datetime.datetime.fromtimestamp(Path(spec.origin).stat().st_mtime).astimezone()
+    return mtime.isoformat(timespec="seconds")
+
+
+def _git_commit() -> str | None:
+    """``HEAD``'s short hash, with ``-dirty`` when tracked files have uncommitted changes."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def _memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_short_name(desc: dict[str, Any] | None = None) -> str:
+    """A file-name-safe machine name, e.g. ``amd-epyc-2c`` (CPU model words + core count)."""
+    desc = desc or machine_description()
+    model = re.sub(r"\(.*?\)|@.*|\bprocessor\b|\bcpu\b|\d+-core", " ", desc["cpu_model"], flags=re.IGNORECASE)
+    words = re.findall(r"[a-z0-9]+", model.lower())[:3] or ["cpu"]
+    return "-".join(words) + f"-{desc['cores']}c"
+
+
+def result_paths(suite: str, results_dir: Path, desc: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """``(<dir>/<date>-<machine>-<suite>.jsonl, the same .md)``."""
+    desc = desc or machine_description()
+    stem = f"{desc['date'][:10]}-{machine_short_name(desc)}-{suite}"
+    return results_dir / f"{stem}.jsonl", results_dir / f"{stem}.md"
+
+
+def write_machine(out: TextIO, desc: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Writes the machine description as the first JSON line of a result file; returns it."""
+    desc = desc or machine_description()
+    emit(desc, out, echo=False)
+    return desc
+
+
+def format_machine(desc: dict[str, Any]) -> str:
+    """The machine description as a markdown bullet list, for result summaries."""
+    return "\n".join(f"- {k}: {v}" for k, v in desc.items() if k != "bench")
+
+
+if __name__ == "__main__":  # python benchmarks/harness.py: print this machine's description
+    json.dump(machine_description(), sys.stdout, indent=2)
+    print()
