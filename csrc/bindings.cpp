@@ -193,6 +193,19 @@ NB_MODULE(_core, m)
                  mgr.reset_worlds(mask.data(), seeds ? seeds->data() : nullptr);
              },
              "mask"_a, "seeds"_a = nb::none())
+        .def("set_actions",
+             [](Manager& mgr, nb::ndarray<nb::ndim<2>, nb::c_contig, nb::device::cpu> actions, bool refuse_done) {
+                 const int64_t rows = (int64_t)mgr.config().num_worlds * mgr.config().num_agents;
+                 if (actions.shape(0) != (size_t)rows || actions.shape(1) != 3)
+                     throw std::invalid_argument("set_actions: expected shape (" + std::to_string(rows) + ", 3)");
+                 const bool wide = actions.dtype() == nb::dtype<int64_t>();
+                 if (!wide && actions.dtype() != nb::dtype<int32_t>())
+                     throw nb::type_error("set_actions: expected int32 or int64 actions");
+                 return mgr.set_actions(actions.data(), wide, refuse_done);
+             },
+             "actions"_a, "refuse_done"_a = false,
+             "Validates and copies (num_worlds * num_agents, 3) int32/int64 actions; returns -1, the flat "
+             "index of the first out-of-range value, or -2 - w for a world frozen in DISABLED mode.")
         .def("state_hashes", [](Manager& mgr) {
             const size_t W = (size_t)mgr.config().num_worlds;
             auto* out = new uint64_t[W];

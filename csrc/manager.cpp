@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <stdexcept>
 
 namespace er {
@@ -115,6 +116,48 @@ void Manager::state_hashes(uint64_t* out)
     backend_->state_hashes(out);
 }
 
+namespace {
+
+template <class T>
+int64_t first_bad_action(const T* a, int64_t rows)
+{
+    // One pass that vectorises, then a search only when something is out of range.
+    bool any_bad = false;
+    for (int64_t r = 0; r < rows; ++r) {
+        any_bad |= (uint64_t)a[3 * r] >= (uint64_t)kNumMoveAmounts;
+        any_bad |= (uint64_t)a[3 * r + 1] >= (uint64_t)kNumMoveAngles;
+        any_bad |= (uint64_t)a[3 * r + 2] >= (uint64_t)kNumRotates;
+    }
+    if (!any_bad) return -1;
+    const int64_t limits[3] = {kNumMoveAmounts, kNumMoveAngles, kNumRotates};
+    for (int64_t i = 0; i < 3 * rows; ++i)
+        if (a[i] < 0 || a[i] >= limits[i % 3]) return i;
+    return -1;
+}
+
+}  // namespace
+
+int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
+{
+    check_open();
+    const SimState& s = backend_->state();
+    const int64_t rows = (int64_t)s.num_worlds * s.num_agents;
+    const int64_t bad = int64 ? first_bad_action(static_cast<const int64_t*>(data), rows)
+                              : first_bad_action(static_cast<const int32_t*>(data), rows);
+    if (bad >= 0) return bad;
+    if (refuse_done && s.autoreset_mode == kDisabled) {
+        for (int32_t w = 0; w < s.num_worlds; ++w)
+            if (s.status[w] == kStatusFrozen) return -2 - (int64_t)w;
+    }
+    if (int64) {
+        const int64_t* src = static_cast<const int64_t*>(data);
+        for (int64_t i = 0; i < 3 * rows; ++i) s.action_in[i] = (int32_t)src[i];
+    } else {
+        std::memcpy(s.action_in, data, (size_t)rows * 3 * sizeof(int32_t));
+    }
+    return -1;
+}
+
 std::shared_ptr<Storage> Manager::storage() const
 {
     check_open();
@@ -128,7 +171,8 @@ const std::vector<std::string>& Manager::tensor_names()
     static const std::vector<std::string> names = {
         "reset", "action", "reward", "done", "termination_reason", "terminated", "truncated", "steps_remaining",
         "progress", "observation", "self_observation", "door_observation", "room_entity_observations", "lidar",
-        "partner_observations", "final_observation"};
+        "partner_observations", "final_observation", "elapsed_steps", "doors_opened", "final_progress",
+        "final_elapsed_steps", "final_doors_opened"};
     return names;
 }
 
@@ -169,6 +213,11 @@ TensorDesc Manager::tensor(const std::string& name) const
     if (name == "progress") return per_agent(s.progress_out, DType::Float32, true);
     if (name == "observation") return obs_view(s.obs_out, 0, {D});
     if (name == "final_observation") return obs_view(s.final_obs_out, 0, {D});
+    if (name == "elapsed_steps") return per_agent(s.elapsed_out, DType::Int32, true);
+    if (name == "doors_opened") return per_agent(s.doors_out, DType::Int32, true);
+    if (name == "final_progress") return per_agent(s.final_progress_out, DType::Float32, true);
+    if (name == "final_elapsed_steps") return per_agent(s.final_elapsed_out, DType::Int32, true);
+    if (name == "final_doors_opened") return per_agent(s.final_doors_out, DType::Int32, true);
     if (name == "self_observation") return obs_view(s.obs_out, kObsSelf, {5});
     if (name == "door_observation") return obs_view(s.obs_out, kObsDoor, {3});
     if (name == "room_entity_observations") return obs_view(s.obs_out, kObsEntities, {kEntitySlots, 3});

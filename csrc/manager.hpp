@@ -55,6 +55,12 @@ public:
     bool closed() const { return backend_ == nullptr; }
 
     void step();
+
+    // Validates num_worlds * num_agents rows of (move_amount, move_angle, rotate), int32 or
+    // int64, then copies them into the action tensor. Returns -1, or the flat index of the
+    // first out-of-range value (nothing written). With refuse_done, also returns
+    // -2 - w for the first world w frozen in DISABLED mode (nothing written).
+    int64_t set_actions(const void* data, bool int64, bool refuse_done);
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
     void state_hashes(uint64_t* out);
 

@@ -35,8 +35,13 @@ void for_each_array(SimState& s, F&& f)
     f(s.truncated_out, WA);
     f(s.steps_out, WA);
     f(s.progress_out, WA);
+    f(s.elapsed_out, WA);
+    f(s.doors_out, WA);
     f(s.obs_out, WA * (size_t)s.obs_dim);
     f(s.final_obs_out, WA * (size_t)s.obs_dim);
+    f(s.final_progress_out, WA);
+    f(s.final_elapsed_out, WA);
+    f(s.final_doors_out, WA);
 }
 
 size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }

@@ -17,6 +17,11 @@ from escape_room_env.errors import (
     ReplayFormatError,
 )
 from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available
+from escape_room_env.vector_env import EscapeRoomVectorEnv
+from escape_room_env.env import EscapeRoomEnv
+from escape_room_env.registration import ENV_ID, register as _register
+
+_register()
 
 __version__ = "0.1.0"
 
@@ -31,6 +36,9 @@ __all__ = [
     "ReplayFormatError",
     "RewardConfig",
     "SimManager",
+    "EscapeRoomVectorEnv",
+    "EscapeRoomEnv",
+    "ENV_ID",
     "Tensor",
     "__version__",
     "action",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Mapping, Sequence
 
 from gymnasium.vector import AutoresetMode
@@ -47,6 +48,16 @@ class RewardConfig:
                 raise TypeError(f"RewardConfig.{field.name} must be a number, got {value!r}")
             setattr(cfg, field.name, float(value))
         return cfg
+
+
+def as_int(name: str, value) -> int:
+    """``value`` as a Python int (numpy integers included), or a TypeError naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 def default_rooms(num_agents: int) -> tuple[str, ...]:

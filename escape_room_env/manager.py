@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Mapping, Sequence
 
@@ -15,6 +14,7 @@ from escape_room_env.config import (
     ROOM_TYPES,
     AutoresetMode,
     RewardConfig,
+    as_int,
     autoreset_code,
     parse_autoreset,
     parse_reward,
@@ -42,15 +42,6 @@ def _default_num_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def _as_int(name: str, value) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
 
 
 class SimManager:
@@ -106,20 +97,20 @@ class SimManager:
             )
         cfg = _core.Config()
         cfg.exec_mode = exec_mode
-        cfg.gpu_id = _as_int("gpu_id", gpu_id)
-        cfg.num_worlds = _as_int("num_worlds", num_worlds)
-        seed = _as_int("rand_seed", rand_seed)
+        cfg.gpu_id = as_int("gpu_id", gpu_id)
+        cfg.num_worlds = as_int("num_worlds", num_worlds)
+        seed = as_int("rand_seed", rand_seed)
         if not 0 <= seed < 2**64:
             raise ValueError(f"rand_seed must be in [0, 2**64), got {seed}")
         cfg.rand_seed = seed
-        cfg.num_agents = _as_int("num_agents", num_agents)
+        cfg.num_agents = as_int("num_agents", num_agents)
         self._autoreset_mode = parse_autoreset(autoreset_mode, bool(auto_reset))
         cfg.autoreset_mode = autoreset_code(self._autoreset_mode)
         cfg.num_threads = (
-            _default_num_threads() if num_threads is None else _as_int("num_threads", num_threads)
+            _default_num_threads() if num_threads is None else as_int("num_threads", num_threads)
         )
         cfg.rooms = parse_rooms(rooms)
-        cfg.episode_len = _as_int("episode_len", episode_len)
+        cfg.episode_len = as_int("episode_len", episode_len)
         self._reward = parse_reward(reward)
         cfg.reward = self._reward._to_core()
         self._impl = _core.Manager(cfg)
@@ -136,7 +127,7 @@ class SimManager:
         Exactly ``nstep`` calls of ``step()``; reset flags apply to the first. Ctrl-C stops it
         after a whole step (KeyboardInterrupt), leaving every tensor consistent.
         """
-        self._impl.step(nstep if type(nstep) is int else _as_int("nstep", nstep))
+        self._impl.step(nstep if type(nstep) is int else as_int("nstep", nstep))
 
     def reset_worlds(self, mask=None, seeds=None) -> None:
         """Starts a new episode at once in the worlds where ``mask`` is true (all if None).
@@ -181,7 +172,7 @@ class SimManager:
 
     def reseed(self, seed: int) -> None:
         """Restarts every world's random stream: world w gets seed ``seed + w`` (episode 0)."""
-        self.reset_worlds(None, seeds=_as_int("seed", seed))
+        self.reset_worlds(None, seeds=as_int("seed", seed))
 
     def state_hashes(self) -> np.ndarray:
         """Each world's 64-bit FNV-1a state hash (SPEC §4), as a uint64 array of num_worlds."""
@@ -333,3 +324,23 @@ class SimManager:
     def final_observation_tensor(self) -> Tensor:
         """[W, A, D] float32: the terminal observation of worlds reset at the end of a SAME_STEP done step."""
         return self._tensor("final_observation")
+
+    def elapsed_steps_tensor(self) -> Tensor:
+        """[W, A, 1] int32: steps taken in the shown episode (episode_len - steps_remaining)."""
+        return self._tensor("elapsed_steps")
+
+    def doors_opened_tensor(self) -> Tensor:
+        """[W, A, 1] int32: doors of the world that are open."""
+        return self._tensor("doors_opened")
+
+    def final_progress_tensor(self) -> Tensor:
+        """[W, A, 1] float32: progress of the episode that ended on a SAME_STEP done step."""
+        return self._tensor("final_progress")
+
+    def final_elapsed_steps_tensor(self) -> Tensor:
+        """[W, A, 1] int32: length of the episode that ended on a SAME_STEP done step."""
+        return self._tensor("final_elapsed_steps")
+
+    def final_doors_opened_tensor(self) -> Tensor:
+        """[W, A, 1] int32: doors open when the episode ended on a SAME_STEP done step."""
+        return self._tensor("final_doors_opened")

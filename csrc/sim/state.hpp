@@ -81,8 +81,14 @@ struct SimState {
     uint8_t* truncated_out;    // [W * A], bool
     int32_t* steps_out;        // [W * A]
     float* progress_out;       // [W * A], metres
+    int32_t* elapsed_out;      // [W * A], steps of the shown episode: episode_len - steps left
+    int32_t* doors_out;        // [W * A], doors open in the world
     float* obs_out;            // [W * A * obs_dim]
+    // The finished episode of a SAME_STEP done step (the other outputs show the new one).
     float* final_obs_out;      // [W * A * obs_dim]
+    float* final_progress_out; // [W * A], metres
+    int32_t* final_elapsed_out;  // [W * A]
+    int32_t* final_doors_out;  // [W * A]
 };
 
 }  // namespace er

@@ -24,6 +24,8 @@ ER_HD inline void write_outputs(const SimState& s, const LidarTable& table, int3
     const LevelData& lv = s.level[w];
     const int32_t base = w * A;
     const int32_t done = reason != kRunning;
+    int32_t doors = 0;
+    for (int32_t d = 0; d < lv.num_doors; ++d) doors += s.door_open[w * kMaxDoors + d];
     for (int32_t a = 0; a < A; ++a) {
         const int32_t i = base + a;
         s.reward_out[i] = rewards[a];
@@ -33,6 +35,8 @@ ER_HD inline void write_outputs(const SimState& s, const LidarTable& table, int3
         s.truncated_out[i] = reason == kTimeLimit;
         s.steps_out[i] = s.steps_left[w];
         s.progress_out[i] = s.agent_max_y[i];
+        s.elapsed_out[i] = s.episode_len - s.steps_left[w];
+        s.doors_out[i] = doors;
         write_observation(s.obs_out + (size_t)i * s.obs_dim, s, table, lv, s.door_open + w * kMaxDoors,
                           s.agent_pos + base, s.agent_yaw + base, s.agent_max_y + base, s.agent_escaped + base,
                           s.cube_pos + w * kMaxCubes, s.steps_left[w], a);
@@ -135,6 +139,11 @@ ER_HD inline void step_world(const SimState& s, const LidarTable& table, int32_t
         write_outputs(s, table, w, rewards, reason);
         const size_t row = (size_t)base * s.obs_dim, n = (size_t)A * s.obs_dim;
         for (size_t k = 0; k < n; ++k) s.final_obs_out[row + k] = s.obs_out[row + k];
+        for (int32_t a = 0; a < A; ++a) {
+            s.final_progress_out[base + a] = s.progress_out[base + a];
+            s.final_elapsed_out[base + a] = s.elapsed_out[base + a];
+            s.final_doors_out[base + a] = s.doors_out[base + a];
+        }
         reset_world(s, table, w, false, 0);
         for (int32_t a = 0; a < A; ++a) {
             const int32_t i = base + a;

@@ -1,0 +1,320 @@
+"""``EscapeRoomVectorEnv``: the native simulator as a gymnasium ``VectorEnv`` (SPEC §7).
+
+Agents are flattened into envs: env i is agent ``i % num_agents`` of world ``i // num_agents``,
+so a parameter-shared policy sees one row per agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from escape_room_env import spaces
+from escape_room_env.config import RewardConfig, as_int, parse_autoreset
+from escape_room_env.manager import ExecMode, SimManager
+
+__all__ = ["EscapeRoomVectorEnv", "resolve_episode_len", "parse_device", "fresh_seed"]
+
+_ACTION_NAMES = ("move_amount", "move_angle", "rotate")
+# Numeric infos: name -> (tensor shown at the step, tensor of the finished episode in SAME_STEP).
+_INFOS = {
+    "progress": ("progress", "final_progress"),
+    "termination_reason": ("termination_reason", "termination_reason"),
+    "elapsed_step": ("elapsed_steps", "final_elapsed_steps"),
+    "doors_opened": ("doors_opened", "final_doors_opened"),
+}
+
+
+def resolve_episode_len(episode_len: int | None, max_episode_steps: int | None) -> int:
+    """``max_episode_steps`` is an alias of ``episode_len``; both given must agree."""
+    if episode_len is not None and max_episode_steps is not None and episode_len != max_episode_steps:
+        raise ValueError(
+            f"episode_len={episode_len} and max_episode_steps={max_episode_steps} disagree; "
+            "they are the same setting, give one"
+        )
+    value = episode_len if episode_len is not None else max_episode_steps
+    return 200 if value is None else value
+
+
+def parse_device(device: Any) -> tuple[ExecMode, int]:
+    """``"cpu"``, ``"cuda"``, ``"cuda:k"`` or a ``torch.device`` to (ExecMode, gpu_id)."""
+    name = str(device)
+    if name == "cpu":
+        return ExecMode.CPU, 0
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if index and not index.isdigit():
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
+        return ExecMode.CUDA, int(index or 0)
+    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
+
+
+def fresh_seed() -> int:
+    """A random 63-bit seed from the OS, for ``seed=None`` at construction."""
+    return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class EscapeRoomVectorEnv(VectorEnv):
+    """``num_envs`` escape-room agents stepped together by the native core.
+
+    Args:
+        num_envs: number of agents in total (``num_envs / num_agents`` worlds).
+        num_agents: agents per world, 1 to 4 (a multiple-agent world shares done flags).
+        rooms: room types of the generated level (default: the sequence for num_agents).
+        device: ``"cpu"`` (``"cuda"`` needs the CUDA backend).
+        copy: return fresh arrays (default) or the simulator's own buffers (zero-copy).
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default), ``SAME_STEP`` or ``DISABLED``.
+        seed: construction seed: world w starts stream ``seed + w`` (None: a random seed).
+        num_threads: CPU threads (default: all cores of this process).
+        episode_len / max_episode_steps: steps before truncation (aliases; default 200).
+        reward: a :class:`~escape_room_env.RewardConfig` or a dict of its fields.
+        render_mode: must be None in this version.
+
+    >>> import numpy as np, escape_room_env as er
+    >>> envs = er.EscapeRoomVectorEnv(num_envs=4, seed=0)
+    >>> obs, infos = envs.reset(seed=1)
+    >>> obs.shape, obs.dtype, sorted(k for k in infos if not k.startswith("_"))
+    ((4, 87), dtype('float32'), ['doors_opened', 'elapsed_step', 'progress', 'termination_reason'])
+    >>> obs, rewards, terminated, truncated, infos = envs.step(np.zeros((4, 3), dtype=np.int64))
+    >>> rewards.dtype, terminated.dtype, infos["elapsed_step"].tolist()
+    (dtype('float32'), dtype('bool'), [1, 1, 1, 1])
+    >>> envs.close()
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1024,
+        *,
+        num_agents: int = 1,
+        rooms: Sequence[str] | None = None,
+        device: Any = "cpu",
+        copy: bool = True,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        seed: int | None = None,
+        num_threads: int | None = None,
+        episode_len: int | None = None,
+        max_episode_steps: int | None = None,
+        reward: RewardConfig | Mapping[str, float] | None = None,
+        render_mode: str | None = None,
+    ):
+        num_envs = as_int("num_envs", num_envs)
+        num_agents = as_int("num_agents", num_agents)
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not 1 <= num_agents <= 4:
+            raise ValueError(f"num_agents must be between 1 and 4, got {num_agents}")
+        if num_envs % num_agents:
+            raise ValueError(
+                f"num_envs={num_envs} must be a multiple of num_agents={num_agents} "
+                "(env i is agent i % num_agents of world i // num_agents)"
+            )
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}: this version of EscapeRoomVectorEnv renders nothing")
+        mode = parse_autoreset(autoreset_mode, True)
+        exec_mode, gpu_id = parse_device(device)
+        self.sim = SimManager(
+            exec_mode,
+            gpu_id,
+            num_envs // num_agents,
+            fresh_seed() if seed is None else as_int("seed", seed),
+            num_agents=num_agents,
+            autoreset_mode=mode,
+            num_threads=num_threads,
+            rooms=rooms,
+            episode_len=resolve_episode_len(episode_len, max_episode_steps),
+            reward=reward,
+        )
+        self.num_envs = num_envs
+        self.num_agents = num_agents
+        self.num_worlds = num_envs // num_agents
+        self.copy = bool(copy)
+        self.device = str(device)
+        self.render_mode = None
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.single_observation_space = spaces.observation_space(num_agents, len(self.sim.rooms))
+        self.single_action_space = spaces.action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+        # Views of the simulator's buffers, flattened to one row per env (no copies).
+        sim = self.sim
+        self._obs = sim.observation_tensor().to_numpy().reshape(num_envs, -1)
+        self._rewards = sim.reward_tensor().to_numpy().reshape(num_envs)
+        self._terminated = sim.terminated_tensor().to_numpy().reshape(num_envs)
+        self._truncated = sim.truncated_tensor().to_numpy().reshape(num_envs)
+        self._final_obs = sim.final_observation_tensor().to_numpy().reshape(num_envs, -1)
+        self._info_views = {k: sim._tensor(now).to_numpy().reshape(num_envs) for k, (now, _) in _INFOS.items()}
+        self._final_views = {k: sim._tensor(end).to_numpy().reshape(num_envs) for k, (_, end) in _INFOS.items()}
+        self._all_envs = _read_only(np.ones(num_envs, dtype=np.bool_))
+        self._running = _read_only(np.full(num_envs, -1, dtype=np.int32))
+        self._set_actions = sim._impl.set_actions
+        self._step = sim._impl.step
+        self._refuse_done = mode is AutoresetMode.DISABLED
+        self._same_step = mode is AutoresetMode.SAME_STEP
+
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        return self.metadata["autoreset_mode"]
+
+    # -- gymnasium API ----------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts new episodes in every world, or in the worlds of ``options["reset_mask"]``.
+
+        ``seed``: an int s gives world w the seed ``s + w``; a list of num_envs entries gives
+        world w entry ``w * num_agents`` (None: continue the world's stream); None never reseeds.
+        """
+        env_mask = None
+        if options is not None and "reset_mask" in options:
+            env_mask = self._check_reset_mask(options["reset_mask"])
+        world_mask = np.ones(self.num_worlds, dtype=np.bool_) if env_mask is None else env_mask[:: self.num_agents]
+        if seed is None:
+            self.sim.reset_worlds(world_mask)
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            super().reset(seed=int(seed))
+            self.sim.reset_worlds(world_mask, seeds=int(seed))
+        else:
+            self._reset_with_seed_list(seed, world_mask)
+        infos = self._infos(self._all_envs if env_mask is None else env_mask)
+        return (self._obs.copy() if self.copy else self._obs), infos
+
+    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Steps every world once; actions are (num_envs, 3) int32/int64 (numpy or CPU torch)."""
+        if type(actions) is not np.ndarray:
+            actions = self._as_array(actions)
+        if actions.dtype != np.int64 and actions.dtype != np.int32:
+            raise TypeError(
+                f"actions must be an int32 or int64 array of shape ({self.num_envs}, 3), got dtype {actions.dtype}"
+            )
+        if actions.shape != (self.num_envs, 3):
+            raise ValueError(f"actions must have shape ({self.num_envs}, 3), got {actions.shape}")
+        code = self._set_actions(actions, self._refuse_done)
+        if code != -1:
+            raise self._action_error(code, actions)
+        self._step(1)
+        if self.copy:
+            obs, rewards = self._obs.copy(), self._rewards.copy()
+            terminated, truncated = self._terminated.copy(), self._truncated.copy()
+        else:
+            obs, rewards, terminated, truncated = self._obs, self._rewards, self._terminated, self._truncated
+        infos = self._infos(self._all_envs)
+        if self._same_step:
+            self._add_final_infos(infos, terminated | truncated)
+        return obs, rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self.sim.close()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _infos(self, mask: np.ndarray) -> dict[str, Any]:
+        infos: dict[str, Any] = {}
+        masks = mask if mask is self._all_envs else mask.copy()
+        for key, view in self._info_views.items():
+            if key == "termination_reason" and self._same_step:
+                view = self._running  # a SAME_STEP step always shows a running episode
+            infos[key] = view.copy() if self.copy else view
+            infos["_" + key] = masks
+        return infos
+
+    def _add_final_infos(self, infos: dict[str, Any], done: np.ndarray) -> None:
+        """SAME_STEP: gymnasium's ``final_obs`` / ``final_info`` for the envs that finished."""
+        if not done.any():
+            return
+        index = np.flatnonzero(done)
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i in index:
+            final_obs[i] = self._final_obs[i].copy()
+        final_info: dict[str, Any] = {}
+        for key, view in self._final_views.items():
+            values = np.zeros(self.num_envs, dtype=view.dtype)
+            values[index] = view[index]
+            final_info[key], final_info["_" + key] = values, done.copy()
+        infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
+        infos["final_info"], infos["_final_info"] = final_info, done.copy()
+
+    def _as_array(self, actions) -> np.ndarray:
+        if hasattr(actions, "detach") and hasattr(actions, "device"):  # a torch tensor
+            if actions.device.type != "cpu":
+                raise ValueError(f"actions are on {actions.device}, but this env runs on {self.device}")
+            return actions.detach().numpy()
+        return np.asarray(actions)
+
+    def _action_error(self, code: int, actions: np.ndarray) -> ValueError:
+        if code <= -2:
+            world = -2 - code
+            env = world * self.num_agents
+            return ValueError(
+                f"env {env} (world {world}) is done and autoreset_mode is DISABLED: reset it first "
+                "with reset(options={'reset_mask': mask})"
+            )
+        env, component = divmod(code, 3)
+        limit = self.single_action_space.nvec[component]
+        return ValueError(
+            f"actions[{env}, {component}] ({_ACTION_NAMES[component]} of env {env}) is "
+            f"{int(actions[env, component])}, expected 0 <= {_ACTION_NAMES[component]} < {limit}"
+        )
+
+    def _check_reset_mask(self, reset_mask: Any) -> np.ndarray:
+        # gymnasium's own messages (SyncVectorEnv.reset), then ours for multi-agent worlds.
+        if not isinstance(reset_mask, np.ndarray):
+            raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(reset_mask)}")
+        if reset_mask.shape != (self.num_envs,):
+            raise ValueError(f"`options['reset_mask']` must have shape `({self.num_envs},)`, got {reset_mask.shape}")
+        if reset_mask.dtype != np.bool_:
+            raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {reset_mask.dtype}")
+        if not np.any(reset_mask):
+            raise ValueError(
+                "`options['reset_mask']` must contain a boolean array with at least one True value, "
+                f"got reset_mask={reset_mask}"
+            )
+        per_world = reset_mask.reshape(self.num_worlds, self.num_agents)
+        uneven = np.flatnonzero(per_world.any(axis=1) != per_world.all(axis=1))
+        if uneven.size:
+            w = int(uneven[0])
+            raise ValueError(
+                f"`options['reset_mask']` must be equal for all agents of a world; world {w} "
+                f"(envs {w * self.num_agents}..{(w + 1) * self.num_agents - 1}) has {per_world[w].tolist()}"
+            )
+        return reset_mask
+
+    def _reset_with_seed_list(self, seed: Sequence[int | None], world_mask: np.ndarray) -> None:
+        seed = list(seed)
+        if len(seed) != self.num_envs:
+            raise ValueError(
+                f"If seeds are passed as a list the length must match num_envs={self.num_envs} "
+                f"but got length={len(seed)}."
+            )
+        seeded = np.zeros(self.num_worlds, dtype=np.bool_)
+        values = np.zeros(self.num_worlds, dtype=np.uint64)
+        for w in range(self.num_worlds):
+            entries = seed[w * self.num_agents : (w + 1) * self.num_agents]
+            first = entries[0]
+            if any(e is not None and e != first for e in entries[1:]):
+                raise ValueError(
+                    f"seed list entries {w * self.num_agents}..{(w + 1) * self.num_agents - 1} belong to world {w} "
+                    f"and must be None or equal to entry {w * self.num_agents}, got {entries}"
+                )
+            if first is not None and world_mask[w]:
+                first = as_int(f"seed[{w * self.num_agents}]", first)
+                if not 0 <= first < 2**64:
+                    raise ValueError(f"seed[{w * self.num_agents}] must be in [0, 2**64), got {first}")
+                seeded[w], values[w] = True, first
+        if seeded.any():
+            self.sim.reset_worlds(seeded, seeds=values)
+        unseeded = world_mask & ~seeded
+        if unseeded.any():
+            self.sim.reset_worlds(unseeded)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
