@@ -10,6 +10,7 @@
 from escape_room_env import action, madrona
 from escape_room_env._core import RULES_VERSION
 from escape_room_env.config import ROOM_TYPES, AutoresetMode, RewardConfig, default_rooms
+from escape_room_env.env import EscapeRoomEnv
 from escape_room_env.errors import (
     CudaUnavailableError,
     EscapeRoomError,
@@ -17,28 +18,28 @@ from escape_room_env.errors import (
     ReplayFormatError,
 )
 from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available
+from escape_room_env.registration import ENV_ID
+from escape_room_env.registration import register as _register
 from escape_room_env.vector_env import EscapeRoomVectorEnv
-from escape_room_env.env import EscapeRoomEnv
-from escape_room_env.registration import ENV_ID, register as _register
 
 _register()
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENV_ID",
     "ROOM_TYPES",
     "RULES_VERSION",
     "AutoresetMode",
     "CudaUnavailableError",
+    "EscapeRoomEnv",
     "EscapeRoomError",
+    "EscapeRoomVectorEnv",
     "ExecMode",
     "ReplayDivergenceError",
     "ReplayFormatError",
     "RewardConfig",
     "SimManager",
-    "EscapeRoomVectorEnv",
-    "EscapeRoomEnv",
-    "ENV_ID",
     "Tensor",
     "__version__",
     "action",

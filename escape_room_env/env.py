@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import gymnasium
+import numpy as np
 
 from escape_room_env import spaces
 from escape_room_env.config import RewardConfig
@@ -81,11 +81,15 @@ class EscapeRoomEnv(gymnasium.Env):
     def step(self, action):
         action = np.asarray(action)
         if not np.issubdtype(action.dtype, np.integer):
-            raise TypeError(f"action must be 3 integers (move_amount, move_angle, rotate), got dtype {action.dtype}")
+            raise TypeError(
+                f"action must be 3 integers (move_amount, move_angle, rotate), got dtype {action.dtype}"
+            )
         if action.shape != (3,):
             raise ValueError(f"action must have shape (3,), got {action.shape}")
         if not self.action_space.contains(action.astype(np.int64)):
-            raise ValueError(f"action {action.tolist()} is outside MultiDiscrete({self.action_space.nvec.tolist()})")
+            raise ValueError(
+                f"action {action.tolist()} is outside MultiDiscrete({self.action_space.nvec.tolist()})"
+            )
         self._actions[:] = action
         self.sim.step()
         return (

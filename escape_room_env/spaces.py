@@ -9,7 +9,7 @@ from gymnasium import spaces
 
 from escape_room_env.action import NUM_CHOICES
 
-__all__ = ["observation_space", "action_space", "observation_bounds"]
+__all__ = ["action_space", "observation_bounds", "observation_space"]
 
 _LIDAR_RAYS = 30
 _ENTITY_SLOTS = 6

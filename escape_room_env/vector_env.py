@@ -17,7 +17,7 @@ from escape_room_env import spaces
 from escape_room_env.config import RewardConfig, as_int, parse_autoreset
 from escape_room_env.manager import ExecMode, SimManager
 
-__all__ = ["EscapeRoomVectorEnv", "resolve_episode_len", "parse_device", "fresh_seed"]
+__all__ = ["EscapeRoomVectorEnv", "fresh_seed", "parse_device", "resolve_episode_len"]
 
 _ACTION_NAMES = ("move_amount", "move_angle", "rotate")
 # Numeric infos: name -> (tensor shown at the step, tensor of the finished episode in SAME_STEP).
@@ -115,7 +115,9 @@ class EscapeRoomVectorEnv(VectorEnv):
                 "(env i is agent i % num_agents of world i // num_agents)"
             )
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: this version of EscapeRoomVectorEnv renders nothing")
+            raise ValueError(
+                f"render_mode={render_mode!r}: this version of EscapeRoomVectorEnv renders nothing"
+            )
         mode = parse_autoreset(autoreset_mode, True)
         exec_mode, gpu_id = parse_device(device)
         self.sim = SimManager(
@@ -149,8 +151,12 @@ class EscapeRoomVectorEnv(VectorEnv):
         self._terminated = sim.terminated_tensor().to_numpy().reshape(num_envs)
         self._truncated = sim.truncated_tensor().to_numpy().reshape(num_envs)
         self._final_obs = sim.final_observation_tensor().to_numpy().reshape(num_envs, -1)
-        self._info_views = {k: sim._tensor(now).to_numpy().reshape(num_envs) for k, (now, _) in _INFOS.items()}
-        self._final_views = {k: sim._tensor(end).to_numpy().reshape(num_envs) for k, (_, end) in _INFOS.items()}
+        self._info_views = {
+            k: sim._tensor(now).to_numpy().reshape(num_envs) for k, (now, _) in _INFOS.items()
+        }
+        self._final_views = {
+            k: sim._tensor(end).to_numpy().reshape(num_envs) for k, (_, end) in _INFOS.items()
+        }
         self._all_envs = _read_only(np.ones(num_envs, dtype=np.bool_))
         self._running = _read_only(np.full(num_envs, -1, dtype=np.int32))
         self._set_actions = sim._impl.set_actions
@@ -175,7 +181,9 @@ class EscapeRoomVectorEnv(VectorEnv):
         env_mask = None
         if options is not None and "reset_mask" in options:
             env_mask = self._check_reset_mask(options["reset_mask"])
-        world_mask = np.ones(self.num_worlds, dtype=np.bool_) if env_mask is None else env_mask[:: self.num_agents]
+        world_mask = (
+            np.ones(self.num_worlds, dtype=np.bool_) if env_mask is None else env_mask[:: self.num_agents]
+        )
         if seed is None:
             self.sim.reset_worlds(world_mask)
         elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
@@ -268,7 +276,9 @@ class EscapeRoomVectorEnv(VectorEnv):
         if not isinstance(reset_mask, np.ndarray):
             raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(reset_mask)}")
         if reset_mask.shape != (self.num_envs,):
-            raise ValueError(f"`options['reset_mask']` must have shape `({self.num_envs},)`, got {reset_mask.shape}")
+            raise ValueError(
+                f"`options['reset_mask']` must have shape `({self.num_envs},)`, got {reset_mask.shape}"
+            )
         if reset_mask.dtype != np.bool_:
             raise TypeError(f"`options['reset_mask']` must have `dtype=np.bool_`, got {reset_mask.dtype}")
         if not np.any(reset_mask):

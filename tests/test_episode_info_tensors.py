@@ -35,4 +35,6 @@ def test_doors_opened_counts_open_doors_and_final_values_describe_the_finished_e
     # The shown episode is the new one.
     assert doors[:, 0, 0].tolist() == [0, 0]
     assert sim.elapsed_steps_tensor().to_numpy()[:, 0, 0].tolist() == [0, 0]
-    np.testing.assert_allclose(final_progress[:, 0, 0], sim.final_observation_tensor().to_numpy()[:, 0, 3] * 40.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        final_progress[:, 0, 0], sim.final_observation_tensor().to_numpy()[:, 0, 3] * 40.0, rtol=1e-6
+    )

@@ -49,6 +49,8 @@ def test_headless_digest_depends_on_the_seed():
 
 
 def test_headless_rejects_a_bad_configuration():
-    out = subprocess.run([str(HEADLESS), "--worlds", "0"], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [str(HEADLESS), "--worlds", "0"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 2
     assert "num_worlds must be >= 1" in out.stderr
