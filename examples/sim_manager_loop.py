@@ -29,7 +29,7 @@ rng = np.random.default_rng(args.seed)
 episode_return = np.zeros(args.worlds, dtype=np.float64)
 returns, escapes = [], 0
 start = time.perf_counter()
-for step in range(args.steps):
+for _ in range(args.steps):
     actions[..., 0] = rng.integers(0, 4, size=args.worlds)[:, None]  # move_amount
     actions[..., 1] = rng.integers(0, 8, size=args.worlds)[:, None]  # move_angle
     actions[..., 2] = rng.integers(0, 5, size=args.worlds)[:, None]  # rotate

@@ -1,4 +1,4 @@
-"""Invariants over many random steps (SPEC §2.3–§2.5, §3): no body inside a wall or closed door,
+"""Invariants over many random steps (SPEC §2.3-§2.5, §3): no body inside a wall or closed door,
 observations finite and inside their documented bounds, flags and rewards consistent."""
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def out(sim, name):
 
 
 def snapshot(sim):
-    snap = {name: out(sim, name).copy() for name in OUTPUTS + ("final_observation",)}
+    snap = {name: out(sim, name).copy() for name in (*OUTPUTS, "final_observation")}
     snap.update({f"state:{name}": sim._state(name).copy() for name in STATE})
     snap["hash"] = sim.state_hashes().copy()
     return snap
@@ -500,7 +500,7 @@ def test_writes_to_output_tensors_have_no_effect_and_are_overwritten():
     sim, twin = make("next_step"), make("next_step")
     rng = np.random.default_rng(6)
     step_all((sim, twin), random_actions(rng, sim))
-    for name in OUTPUTS + ("final_observation",):
+    for name in (*OUTPUTS, "final_observation"):
         t = out(sim, name)
         t[...] = True if t.dtype == np.bool_ else 3
     actions = random_actions(rng, sim)
