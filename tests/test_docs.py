@@ -12,6 +12,11 @@ MODULES = [
     "escape_room_env.errors",
     "escape_room_env.madrona",
     "escape_room_env.manager",
+    "escape_room_env.spaces",
+    "escape_room_env.vector_env",
+    "escape_room_env.env",
+    "escape_room_env.registration",
+    "escape_room_env.ppo",
 ]
 
 
