@@ -42,6 +42,8 @@ public:
     // Starts a new episode in every world with mask[w] != 0, at once; seeds (optional) give
     // the masked worlds a new stream. Host arrays of num_worlds entries.
     virtual void reset_worlds(const uint8_t* mask, const uint64_t* seeds) = 0;
+    // Starts every world's episode e_w of stream s_w (host arrays), as a replay's first record needs.
+    virtual void start_episodes(const uint64_t* seeds, const uint32_t* episodes) = 0;
     // Every world's state hash into out (host, num_worlds entries).
     virtual void state_hashes(uint64_t* out) = 0;
 };

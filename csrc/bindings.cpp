@@ -206,6 +206,33 @@ NB_MODULE(_core, m)
              "actions"_a, "refuse_done"_a = false,
              "Validates and copies (num_worlds * num_agents, 3) int32/int64 actions; returns -1, the flat "
              "index of the first out-of-range value, or -2 - w for a world frozen in DISABLED mode.")
+        .def("start_recording",
+             [](Manager& mgr, const std::string& path, const std::string& config_json, uint32_t interval,
+                uint64_t created_unix_ns) {
+                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
+                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 mgr.start_recording(path, config_json, interval, created_unix_ns);
+             },
+             "path"_a, "config_json"_a, "checksum_interval"_a, "created_unix_ns"_a)
+        .def("stop_recording", [](Manager& mgr) {
+            std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
+            if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+            return mgr.stop_recording();
+        })
+        .def_prop_ro("is_recording", &Manager::is_recording)
+        .def("enable_trajectory_logging", &Manager::enable_trajectory_logging, "world"_a, "agent"_a, "path"_a)
+        .def("disable_trajectory_logging", &Manager::disable_trajectory_logging)
+        .def_prop_ro("is_trajectory_logging", &Manager::is_trajectory_logging)
+        .def_prop_ro("step_count", &Manager::step_count)
+        .def("start_episodes",
+             [](Manager& mgr, nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> seeds,
+                nb::ndarray<const uint32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> episodes) {
+                 const size_t W = (size_t)mgr.config().num_worlds;
+                 if (seeds.shape(0) != W || episodes.shape(0) != W)
+                     throw std::invalid_argument("start_episodes: seeds and episodes need num_worlds entries");
+                 mgr.start_episodes(seeds.data(), episodes.data());
+             },
+             "seeds"_a, "episodes"_a)
         .def("state_hashes", [](Manager& mgr) {
             const size_t W = (size_t)mgr.config().num_worlds;
             auto* out = new uint64_t[W];

@@ -69,6 +69,15 @@ public:
         });
     }
 
+    void start_episodes(const uint64_t* seeds, const uint32_t* episodes) override
+    {
+        for (int32_t w = 0; w < state_.num_worlds; ++w) {
+            state_.seed[w] = seeds[w];
+            state_.episode[w] = episodes[w];
+        }
+        parallel_worlds([](CpuBackend& b, int32_t w) { begin_episode(b.state_, b.table_, w); });
+    }
+
     void state_hashes(uint64_t* out) override
     {
         for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = world_hash(state_, w);

@@ -93,6 +93,15 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
     backend_ = make_cpu_backend(sc, cfg_.rand_seed, cfg_.num_threads);
 }
 
+Manager::~Manager()
+{
+    try {
+        close();  // finishes a recording in progress
+    } catch (...) {
+        // Nothing can be reported from a destructor; the file keeps its readable prefix.
+    }
+}
+
 void Manager::check_open() const
 {
     if (!backend_) throw Error("this SimManager is closed; create a new one");
@@ -101,13 +110,80 @@ void Manager::check_open() const
 void Manager::step()
 {
     check_open();
+    const SimState& s = backend_->state();
+    if (recorder_) recorder_->step(s.reset_in, s.action_in);
+    int32_t action[3] = {0, 0, 0};
+    if (trajectory_) {  // the action as the step will use it: clamped
+        const int32_t* a = s.action_in + ((size_t)trajectory_->world() * s.num_agents + trajectory_->agent()) * 3;
+        action[0] = clamp_i(a[0], 0, kNumMoveAmounts - 1);
+        action[1] = clamp_i(a[1], 0, kNumMoveAngles - 1);
+        action[2] = clamp_i(a[2], 0, kNumRotates - 1);
+    }
     backend_->step();
+    ++step_count_;
+    if (recorder_ && recorder_->num_steps() % recorder_->checksum_interval() == 0) {
+        backend_->state_hashes(hashes_.data());
+        recorder_->hash(recorder_->num_steps(), hashes_.data());
+    }
+    if (trajectory_) {
+        const size_t i = (size_t)trajectory_->world() * s.num_agents + trajectory_->agent();
+        trajectory_->write(step_count_, s.agent_pos[i].x, s.agent_pos[i].y, s.agent_yaw[i], s.progress_out[i],
+                           s.reward_out[i], s.done_out[i], action);
+    }
 }
 
 void Manager::reset_worlds(const uint8_t* mask, const uint64_t* seeds)
 {
     check_open();
+    if (recorder_) recorder_->reset(mask, seeds);
     backend_->reset_worlds(mask, seeds);
+}
+
+void Manager::start_episodes(const uint64_t* seeds, const uint32_t* episodes)
+{
+    check_open();
+    if (recorder_) throw Error("start_episodes() cannot run while recording");
+    backend_->start_episodes(seeds, episodes);
+}
+
+void Manager::start_recording(const std::string& path, const std::string& config_json, uint32_t checksum_interval,
+                              uint64_t created_unix_ns)
+{
+    check_open();
+    if (recorder_) throw Error("already recording; call stop_recording() first");
+    if (checksum_interval < 1) invalid("checksum_interval must be >= 1, got 0");
+    const SimState& s = backend_->state();
+    ReplayHeaderInfo info{(uint32_t)kRulesVersion,       (uint32_t)s.num_worlds, (uint32_t)s.num_agents,
+                          (uint32_t)s.episode_len,       cfg_.rand_seed,         (uint32_t)s.autoreset_mode,
+                          0u,                            created_unix_ns,        checksum_interval};
+    auto recorder = std::make_unique<Recorder>(path, info, config_json);
+    hashes_.resize((size_t)s.num_worlds);
+    backend_->state_hashes(hashes_.data());
+    recorder->hash(0, hashes_.data());
+    recorder_ = std::move(recorder);
+}
+
+uint64_t Manager::stop_recording()
+{
+    if (!recorder_) throw Error("not recording");
+    std::unique_ptr<Recorder> recorder = std::move(recorder_);
+    const uint64_t steps = recorder->num_steps();
+    if (backend_ && recorder->last_hash_step() != steps) {
+        backend_->state_hashes(hashes_.data());
+        recorder->hash(steps, hashes_.data());
+    }
+    recorder->finish();
+    return steps;
+}
+
+void Manager::enable_trajectory_logging(int32_t world, int32_t agent, const std::string& path)
+{
+    check_open();
+    if (world < 0 || world >= cfg_.num_worlds)
+        invalid("world_idx must be between 0 and " + std::to_string(cfg_.num_worlds - 1) + ", got " + std::to_string(world));
+    if (agent < 0 || agent >= cfg_.num_agents)
+        invalid("agent_idx must be between 0 and " + std::to_string(cfg_.num_agents - 1) + ", got " + std::to_string(agent));
+    trajectory_ = std::make_unique<TrajectoryLog>(world, agent, path);
 }
 
 void Manager::state_hashes(uint64_t* out)
@@ -164,7 +240,12 @@ std::shared_ptr<Storage> Manager::storage() const
     return backend_->storage();
 }
 
-void Manager::close() { backend_.reset(); }
+void Manager::close()
+{
+    if (recorder_) stop_recording();
+    trajectory_.reset();
+    backend_.reset();
+}
 
 const std::vector<std::string>& Manager::tensor_names()
 {

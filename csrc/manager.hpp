@@ -10,6 +10,7 @@
 
 #include "backend.hpp"
 #include "errors.hpp"
+#include "recorder.hpp"
 
 namespace er {
 
@@ -49,12 +50,27 @@ public:
     // Throws std::invalid_argument for a bad configuration (before allocating anything),
     // CudaUnavailable for ExecMode::CUDA without a usable GPU.
     explicit Manager(const Config& cfg);
+    ~Manager();
 
     const Config& config() const { return cfg_; }
     int32_t obs_dim() const { return er::obs_dim(cfg_.num_agents); }
     bool closed() const { return backend_ == nullptr; }
 
     void step();
+    uint64_t step_count() const { return step_count_; }  // steps since construction
+
+    // Recording (SPEC §5.3): the header fields come from the configuration; the caller gives
+    // the JSON config block, the checksum interval and the creation time.
+    void start_recording(const std::string& path, const std::string& config_json, uint32_t checksum_interval,
+                         uint64_t created_unix_ns);
+    // Writes the final HASH and END records and closes the file; returns the steps recorded.
+    uint64_t stop_recording();
+    bool is_recording() const { return recorder_ != nullptr; }
+    void enable_trajectory_logging(int32_t world, int32_t agent, const std::string& path);
+    void disable_trajectory_logging() { trajectory_.reset(); }
+    bool is_trajectory_logging() const { return trajectory_ != nullptr; }
+    // Every world starts episode episodes[w] of stream seeds[w] (a replay's starting point).
+    void start_episodes(const uint64_t* seeds, const uint32_t* episodes);
 
     // Validates num_worlds * num_agents rows of (move_amount, move_angle, rotate), int32 or
     // int64, then copies them into the action tensor. Returns -1, or the flat index of the
@@ -85,6 +101,10 @@ private:
 
     Config cfg_;
     std::unique_ptr<Backend> backend_;
+    std::unique_ptr<Recorder> recorder_;
+    std::unique_ptr<TrajectoryLog> trajectory_;
+    std::vector<uint64_t> hashes_;  // scratch for HASH records
+    uint64_t step_count_ = 0;
     std::mutex busy_;
 };
 

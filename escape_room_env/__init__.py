@@ -7,7 +7,7 @@
 (8, 2, 90)
 """
 
-from escape_room_env import action, madrona
+from escape_room_env import action, madrona, wrappers
 from escape_room_env._core import RULES_VERSION
 from escape_room_env.config import ROOM_TYPES, AutoresetMode, RewardConfig, default_rooms
 from escape_room_env.env import EscapeRoomEnv
@@ -20,6 +20,7 @@ from escape_room_env.errors import (
 from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available
 from escape_room_env.registration import ENV_ID
 from escape_room_env.registration import register as _register
+from escape_room_env.replay import ReplayMetadata, ReplayTruncatedWarning
 from escape_room_env.vector_env import EscapeRoomVectorEnv
 
 _register()
@@ -38,6 +39,8 @@ __all__ = [
     "ExecMode",
     "ReplayDivergenceError",
     "ReplayFormatError",
+    "ReplayMetadata",
+    "ReplayTruncatedWarning",
     "RewardConfig",
     "SimManager",
     "Tensor",
@@ -46,4 +49,5 @@ __all__ = [
     "cuda_available",
     "default_rooms",
     "madrona",
+    "wrappers",
 ]

@@ -61,9 +61,87 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_record(ns: argparse.Namespace) -> int:
+    import numpy as np
+
+    import escape_room_env as er
+
+    sim = er.SimManager(
+        num_worlds=ns.num_worlds,
+        rand_seed=ns.seed,
+        num_agents=ns.num_agents,
+        autoreset_mode=ns.autoreset_mode,
+        episode_len=ns.episode_len,
+    )
+    actions = sim.action_tensor().to_numpy()
+    obs = sim.observation_tensor().to_numpy()
+    policy = None
+    if ns.policy:
+        import torch
+
+        from escape_room_env.ppo import load_agent
+
+        policy = load_agent(ns.policy)
+    rng = np.random.default_rng(ns.seed)
+    done = sim.done_tensor().to_numpy()
+    episodes = escapes = 0
+    with sim.recording(ns.out, seed=ns.seed, checksum_interval=ns.checksum_interval):
+        for _ in _steps(ns.steps, "recording"):
+            if policy is None:
+                actions[:] = rng.integers(0, (4, 8, 5), size=actions.shape)
+            else:
+                with torch.no_grad():
+                    flat = policy.act(torch.from_numpy(obs.reshape(-1, obs.shape[-1]).copy()))
+                actions[:] = flat.numpy().reshape(actions.shape)
+            sim.step()
+            finished = done[:, 0, 0] == 1
+            episodes += int(finished.sum())
+            escapes += int((sim.termination_reason_tensor().to_numpy()[finished, 0, 0] == 1).sum())
+    who = f"policy {ns.policy}" if policy is not None else "random actions"
+    print(
+        f"recorded {ns.steps} steps of {ns.num_worlds} worlds ({who}) to {ns.out}: "
+        f"{episodes} episodes ended, {escapes} escaped"
+    )
+    return 0
+
+
+def _cmd_replay(ns: argparse.Namespace) -> int:
+    import escape_room_env as er
+
+    try:
+        sim = er.SimManager.from_replay(ns.file)
+        _, total = sim.get_replay_step_count()
+        done = sim.done_tensor().to_numpy()
+        episodes = 0
+        for _ in _steps(total, "replaying"):
+            sim.replay_step()
+            episodes += int((done[:, 0, 0] == 1).sum())
+    except (er.ReplayFormatError, er.ReplayDivergenceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    meta = sim.read_replay_metadata(ns.file)
+    checkpoints = total // meta.checksum_interval + 1 + (total % meta.checksum_interval != 0)
+    print(f"replayed {total} steps of {meta.num_worlds} worlds: {episodes} episodes ended")
+    if ns.verify:
+        print(
+            f"verified: the state hashes of all {meta.num_worlds} worlds match at {checkpoints} checkpoints"
+        )
+    return 0
+
+
+def _steps(total: int, what: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return range(total)
+    return tqdm(range(total), desc=what, unit="step", disable=total < 1000 or not sys.stderr.isatty())
+
+
 def _cmd_info(ns: argparse.Namespace) -> int:
     import escape_room_env as er
 
+    if ns.file is not None:
+        return _replay_info(ns.file, ns.json)
     print(f"escape_room_env {er.__version__} (rules version {er.RULES_VERSION})")
     print(f"CUDA available: {er.cuda_available()}")
     try:
@@ -71,6 +149,41 @@ def _cmd_info(ns: argparse.Namespace) -> int:
     except AttributeError:
         cores = os.cpu_count()
     print(f"CPU threads available: {cores}")
+    return 0
+
+
+def _replay_info(path: str, as_json: bool) -> int:
+    import json
+
+    import escape_room_env as er
+
+    try:
+        meta = er.SimManager.read_replay_metadata(path)
+    except er.ReplayFormatError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    fields = {
+        "path": meta.path,
+        "num_worlds": meta.num_worlds,
+        "num_agents": meta.num_agents,
+        "num_steps": meta.num_steps,
+        "complete": meta.complete,
+        "seed": meta.seed,
+        "autoreset_mode": meta.autoreset_mode.name,
+        "episode_len": meta.episode_len,
+        "rooms": list(meta.rooms),
+        "rules_version": meta.rules_version,
+        "format_version": meta.format_version,
+        "checksum_interval": meta.checksum_interval,
+        "created": meta.created.isoformat(),
+        "start": meta.start,
+    }
+    if as_json:
+        print(json.dumps({**fields, "config": dict(meta.config)}, indent=2))
+    else:
+        width = max(len(k) for k in fields)
+        for key, value in fields.items():
+            print(f"{key:<{width}}  {value}")
     return 0
 
 
@@ -82,7 +195,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_parser = sub.add_parser("train", help="train a PPO policy on the default level")
     _add_dataclass_flags(train_parser, Args)
     train_parser.set_defaults(func=_cmd_train)
-    info_parser = sub.add_parser("info", help="show the build and the machine")
+    record = sub.add_parser("record", help="record a replay of a random or saved policy")
+    record.add_argument("out", help="replay file to write (.bin)")
+    record.add_argument("--steps", type=int, default=1000)
+    record.add_argument("--num-worlds", type=int, default=16)
+    record.add_argument("--num-agents", type=int, default=1)
+    record.add_argument("--seed", type=int, default=0)
+    record.add_argument("--episode-len", type=int, default=200)
+    record.add_argument(
+        "--autoreset-mode", default="same_step", choices=["same_step", "next_step", "disabled"]
+    )
+    record.add_argument("--checksum-interval", type=int, default=50)
+    record.add_argument("--policy", help="a policy.pt saved by `escape-room train` (default: random actions)")
+    record.set_defaults(func=_cmd_record)
+    replay = sub.add_parser("replay", help="replay a recording, verifying its state hashes")
+    replay.add_argument("file")
+    replay.add_argument("--verify", action="store_true", help="report the verified checkpoints")
+    replay.set_defaults(func=_cmd_replay)
+    info_parser = sub.add_parser("info", help="a replay file's metadata, or (no file) the build")
+    info_parser.add_argument("file", nargs="?", help="replay file")
+    info_parser.add_argument("--json", action="store_true", help="machine-readable output")
     info_parser.set_defaults(func=_cmd_info)
     ns = parser.parse_args(argv)
     return ns.func(ns)

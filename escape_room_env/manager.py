@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import os
-from collections.abc import Mapping, Sequence
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 from typing_extensions import Self
@@ -20,6 +26,7 @@ from escape_room_env.config import (
     parse_reward,
     parse_rooms,
 )
+from escape_room_env.errors import EscapeRoomError, ReplayDivergenceError
 
 ExecMode = _core.ExecMode
 Tensor = _core.Tensor
@@ -118,6 +125,7 @@ class SimManager:
         self._gpu_id = cfg.gpu_id
         self._rand_seed = seed
         self._tensors: dict[str, Tensor] = {}
+        self._replay: _ReplayCursor | None = None
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -189,8 +197,11 @@ class SimManager:
         return self._impl.state_view(name).to_numpy()
 
     def close(self) -> None:
-        """Frees the simulation. Tensors obtained before stay readable; any other use raises."""
+        """Frees the simulation (finishing a recording in progress). Tensors obtained before
+        stay readable; any other use raises."""
         self._impl.close()
+        if self._replay is not None:
+            self._replay.replay.close()
 
     @property
     def closed(self) -> bool:
@@ -205,6 +216,257 @@ class SimManager:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.num_worlds} worlds x {self.num_agents} agents"
         return f"SimManager({state}, {self._exec_mode.name}, autoreset_mode={self._autoreset_mode.name})"
+
+    # -- recording, replay, trajectory logging (SPEC §5.2) ------------------------------------
+
+    def start_recording(
+        self, path: str | os.PathLike, seed: int | None = None, *, checksum_interval: int = 50
+    ) -> None:
+        """Records every following step (and immediate reset) to ``path`` (SPEC §5.3).
+
+        With ``seed`` every world is reseeded first (world w: seed + w), so the file starts
+        from a fresh, fully known state. Without one, a manager whose worlds are all at the
+        start of an episode is recorded from there; otherwise every world is reset first
+        (with a warning). State hashes are stored at step 0, every ``checksum_interval``
+        steps and at the end, so a replay verifies itself.
+
+        >>> import escape_room_env as er, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "demo.bin")
+        >>> sim = er.SimManager(num_worlds=4)
+        >>> sim.start_recording(path, seed=42)
+        >>> sim.step(nstep=10)
+        >>> sim.stop_recording()
+        10
+        >>> er.SimManager.read_replay_metadata(path)["num_steps"]
+        10
+        """
+        if self._impl.is_recording:
+            raise EscapeRoomError("already recording; call stop_recording() first")
+        interval = as_int("checksum_interval", checksum_interval)
+        if interval < 1:
+            raise ValueError(f"checksum_interval must be >= 1, got {interval}")
+        if seed is not None:
+            self.reseed(seed)
+            start = "seed"
+        elif self._all_worlds_at_episode_start():
+            start = "fresh"
+        else:
+            warnings.warn(
+                "start_recording: some worlds are in the middle of an episode; every world is reset so the "
+                "recording starts from a known state (pass seed= to choose it)",
+                stacklevel=2,
+            )
+            self.reset_worlds()
+            start = "reset"
+        config = self._replay_config(start, interval)
+        self._impl.start_recording(os.fspath(path), json.dumps(config), interval, time.time_ns())
+
+    def stop_recording(self) -> int:
+        """Finishes the recording (final hash, END record, header) and returns its step count."""
+        if not self._impl.is_recording:
+            raise EscapeRoomError("not recording; call start_recording() first")
+        return self._impl.stop_recording()
+
+    def is_recording(self) -> bool:
+        return self._impl.is_recording
+
+    @contextlib.contextmanager
+    def recording(self, path: str | os.PathLike, seed: int | None = None, *, checksum_interval: int = 50):
+        """Context manager around :meth:`start_recording` / :meth:`stop_recording`."""
+        self.start_recording(path, seed, checksum_interval=checksum_interval)
+        try:
+            yield self
+        finally:
+            if self._impl.is_recording:
+                self.stop_recording()
+
+    @staticmethod
+    def read_replay_metadata(path: str | os.PathLike):
+        """The header and config of a replay file, as a frozen ``ReplayMetadata``
+        (also readable as ``metadata["num_worlds"]``)."""
+        from escape_room_env.replay import read_replay_metadata
+
+        return read_replay_metadata(path)
+
+    @classmethod
+    def from_replay(
+        cls,
+        path: str | os.PathLike,
+        exec_mode: ExecMode = ExecMode.CPU,
+        gpu_id: int = 0,
+        enable_batch_renderer: bool = False,
+        *,
+        num_threads: int | None = None,
+    ) -> SimManager:
+        """A manager configured from a replay file and positioned at its first step.
+
+        Everything but where to run comes from the file; call :meth:`replay_step` to advance.
+        """
+        from escape_room_env.replay import ReplayFile
+
+        replay = ReplayFile(path)
+        try:
+            _check_rules_version(replay)
+            meta = replay.metadata
+            sim = cls(
+                exec_mode,
+                gpu_id,
+                meta.num_worlds,
+                meta.seed,
+                enable_batch_renderer=enable_batch_renderer,
+                num_agents=meta.num_agents,
+                autoreset_mode=meta.autoreset_mode,
+                num_threads=num_threads,
+                rooms=list(meta.rooms),
+                episode_len=meta.episode_len,
+                reward=dict(meta.reward),
+            )
+            sim._attach_replay(replay)
+        except BaseException:
+            replay.close()
+            raise
+        return sim
+
+    def load_replay(self, path: str | os.PathLike) -> None:
+        """Deprecated: loads a replay into this manager; use :meth:`from_replay`."""
+        warnings.warn(
+            "load_replay() is deprecated; use SimManager.from_replay(path, exec_mode=...), which configures "
+            "the manager from the file",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from escape_room_env.replay import ReplayFile
+
+        replay = ReplayFile(path)
+        try:
+            _check_rules_version(replay)
+        except BaseException:
+            replay.close()
+            raise
+        meta = replay.metadata
+        mine = {
+            "num_worlds": self.num_worlds,
+            "num_agents": self.num_agents,
+            "episode_len": self.episode_len,
+            "autoreset_mode": self.autoreset_mode,
+            "rooms": self.rooms,
+            "reward": dataclasses.asdict(self.reward_config),
+        }
+        theirs = {
+            "num_worlds": meta.num_worlds,
+            "num_agents": meta.num_agents,
+            "episode_len": meta.episode_len,
+            "autoreset_mode": meta.autoreset_mode,
+            "rooms": tuple(meta.rooms),
+            "reward": dict(meta.reward),
+        }
+        for field, value in mine.items():
+            if theirs[field] != value:
+                replay.close()
+                raise ValueError(
+                    f"load_replay: {field} is {value!r} here but {theirs[field]!r} in {os.fspath(path)}"
+                )
+        self._attach_replay(replay)
+
+    def has_replay(self) -> bool:
+        return self._replay is not None
+
+    def replay_step(self) -> bool:
+        """Applies the next recorded step (its resets and actions) and steps the simulation.
+
+        Returns True when the step it just ran was the last recorded one. Hash checkpoints
+        are verified on the way: a mismatch raises ``ReplayDivergenceError``.
+        """
+        if self._replay is None:
+            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
+        return self._replay.advance(self)
+
+    def get_replay_step_count(self) -> tuple[int, int]:
+        """(steps replayed so far, steps in the file)."""
+        if self._replay is None:
+            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
+        return self._replay.current, self._replay.total
+
+    def enable_trajectory_logging(
+        self, world_idx: int, agent_idx: int, filename: str | os.PathLike | None = None
+    ):
+        """Logs one line per step for one agent (SPEC §5.2) to ``filename`` or, if None, stdout."""
+        sys.stdout.flush()
+        path = "" if filename is None else os.fspath(filename)
+        self._impl.enable_trajectory_logging(
+            as_int("world_idx", world_idx), as_int("agent_idx", agent_idx), path
+        )
+
+    def disable_trajectory_logging(self) -> None:
+        self._impl.disable_trajectory_logging()
+
+    @contextlib.contextmanager
+    def trajectory_logging(self, world_idx: int, agent_idx: int, filename: str | os.PathLike | None = None):
+        """Context manager around :meth:`enable_trajectory_logging`."""
+        self.enable_trajectory_logging(world_idx, agent_idx, filename)
+        try:
+            yield self
+        finally:
+            self.disable_trajectory_logging()
+
+    @contextlib.contextmanager
+    def debug_session(
+        self,
+        base_path: str | os.PathLike,
+        enable_recording: bool = True,
+        enable_tracing: bool = True,
+        seed: int | None = None,
+    ):
+        """Recording to ``<base_path>.bin`` and world 0 / agent 0's trajectory to
+        ``<base_path>_trajectory.txt``, together."""
+        base = os.fspath(base_path)
+        with contextlib.ExitStack() as stack:
+            if enable_recording:
+                stack.enter_context(self.recording(base + ".bin", seed))
+            if enable_tracing:
+                stack.enter_context(self.trajectory_logging(0, 0, base + "_trajectory.txt"))
+            yield self
+
+    @property
+    def step_count(self) -> int:
+        """Steps since construction (the trajectory log's ``step``)."""
+        return self._impl.step_count
+
+    def _all_worlds_at_episode_start(self) -> bool:
+        return bool(
+            (self._state("steps_left") == self.episode_len).all() and (self._state("status") == 0).all()
+        )
+
+    def _replay_config(self, start: str, checksum_interval: int) -> dict:
+        from escape_room_env import __version__
+
+        return {
+            "format_version": 1,
+            "rules_version": int(_core.RULES_VERSION),
+            "num_worlds": self.num_worlds,
+            "num_agents": self.num_agents,
+            "episode_len": self.episode_len,
+            "autoreset_mode": self.autoreset_mode.name,
+            "rand_seed": self.rand_seed,
+            "rooms": list(self.rooms),
+            "reward": dataclasses.asdict(self.reward_config),
+            "checksum_interval": checksum_interval,
+            "world_seeds": [int(s) for s in self._state("seed")],
+            "world_episodes": [int(e) for e in self._state("episode")],
+            "start": start,
+            "recorded_with": f"escape_room_env {__version__}",
+        }
+
+    def _attach_replay(self, replay) -> None:
+        if self._replay is not None:
+            self._replay.replay.close()
+        meta = replay.metadata
+        self._impl.start_episodes(
+            np.asarray(meta.world_seeds, dtype=np.uint64), np.asarray(meta.world_episodes, dtype=np.uint32)
+        )
+        self.reset_tensor().to_numpy()[:] = 0
+        self._replay = _ReplayCursor(replay)
+        self._replay.check_initial(self)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -344,3 +606,73 @@ class SimManager:
     def final_doors_opened_tensor(self) -> Tensor:
         """[W, A, 1] int32: doors open when the episode ended on a SAME_STEP done step."""
         return self._tensor("final_doors_opened")
+
+
+def _check_rules_version(replay) -> None:
+    from escape_room_env.errors import ReplayFormatError
+
+    version = replay.metadata.rules_version
+    if version != _core.RULES_VERSION:
+        raise ReplayFormatError(
+            f"{replay.metadata.path}: recorded with rules version {version}, but this build simulates "
+            f"rules version {_core.RULES_VERSION}; replay it with a matching escape_room_env"
+        )
+
+
+class _ReplayCursor:
+    """Walks a replay file's records: resets and steps are applied, hashes verified."""
+
+    def __init__(self, replay):
+        self.replay = replay
+        self.total = replay.num_steps
+        self.current = 0
+        self._records: Iterator = iter(replay.records())
+        self._next = next(self._records, None)
+
+    def _take(self):
+        record, self._next = self._next, next(self._records, None)
+        return record
+
+    def check_initial(self, sim: SimManager) -> None:
+        from escape_room_env.replay import HashRecord
+
+        while isinstance(self._next, HashRecord) and self._next.step == 0:
+            self._verify(sim, self._take())
+
+    def advance(self, sim: SimManager) -> bool:
+        from escape_room_env.replay import HashRecord, ResetRecord, StepRecord
+
+        if self.current >= self.total:
+            raise EscapeRoomError(f"the replay is finished: all {self.total} recorded steps were replayed")
+        while not isinstance(self._next, StepRecord):
+            record = self._take()
+            if isinstance(record, ResetRecord):
+                sim.reset_worlds(record.mask, seeds=record.seeds)
+            elif isinstance(record, HashRecord):
+                self._verify(sim, record)
+        record = self._take()
+        sim.reset_tensor().to_numpy()[:] = record.reset
+        sim.action_tensor().to_numpy()[:] = record.actions
+        sim.step()
+        self.current += 1
+        last = self.current == self.total
+        # Checkpoints of this step; after the last step, also the resets recorded before the end.
+        while self._next is not None and (
+            isinstance(self._next, HashRecord) or (last and isinstance(self._next, ResetRecord))
+        ):
+            record = self._take()
+            if isinstance(record, ResetRecord):
+                sim.reset_worlds(record.mask, seeds=record.seeds)
+            else:
+                self._verify(sim, record)
+        return last
+
+    def _verify(self, sim: SimManager, record) -> None:
+        hashes = sim.state_hashes()
+        bad = np.flatnonzero(hashes != record.hashes)
+        if bad.size:
+            shown = ", ".join(str(w) for w in bad[:10]) + (", ..." if bad.size > 10 else "")
+            raise ReplayDivergenceError(
+                f"replay of {self.replay.metadata.path} diverged at step {record.step}: "
+                f"world(s) {shown} ({bad.size} of {hashes.size}) differ from the recording"
+            )

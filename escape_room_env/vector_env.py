@@ -120,7 +120,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             )
         mode = parse_autoreset(autoreset_mode, True)
         exec_mode, gpu_id = parse_device(device)
-        self.sim = SimManager(
+        sim = SimManager(
             exec_mode,
             gpu_id,
             num_envs // num_agents,
@@ -132,20 +132,26 @@ class EscapeRoomVectorEnv(VectorEnv):
             episode_len=resolve_episode_len(episode_len, max_episode_steps),
             reward=reward,
         )
+        self._bind(sim, copy=copy, device=device)
+
+    def _bind(self, sim: SimManager, *, copy: bool, device: Any) -> None:
+        """Takes ``sim`` as this env's simulator: spaces, metadata and zero-copy views."""
+        num_envs = sim.num_worlds * sim.num_agents
+        mode = sim.autoreset_mode
+        self.sim = sim
         self.num_envs = num_envs
-        self.num_agents = num_agents
-        self.num_worlds = num_envs // num_agents
+        self.num_agents = sim.num_agents
+        self.num_worlds = sim.num_worlds
         self.copy = bool(copy)
         self.device = str(device)
         self.render_mode = None
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
-        self.single_observation_space = spaces.observation_space(num_agents, len(self.sim.rooms))
+        self.single_observation_space = spaces.observation_space(sim.num_agents, len(sim.rooms))
         self.single_action_space = spaces.action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
         # Views of the simulator's buffers, flattened to one row per env (no copies).
-        sim = self.sim
         self._obs = sim.observation_tensor().to_numpy().reshape(num_envs, -1)
         self._rewards = sim.reward_tensor().to_numpy().reshape(num_envs)
         self._terminated = sim.terminated_tensor().to_numpy().reshape(num_envs)
@@ -208,6 +214,10 @@ class EscapeRoomVectorEnv(VectorEnv):
         if code != -1:
             raise self._action_error(code, actions)
         self._step(1)
+        return self._outputs()
+
+    def _outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """The step's results from the simulator's buffers (fresh arrays when ``copy``)."""
         if self.copy:
             obs, rewards = self._obs.copy(), self._rewards.copy()
             terminated, truncated = self._terminated.copy(), self._truncated.copy()

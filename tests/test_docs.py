@@ -17,6 +17,8 @@ MODULES = [
     "escape_room_env.env",
     "escape_room_env.registration",
     "escape_room_env.ppo",
+    "escape_room_env.replay",
+    "escape_room_env.wrappers",
 ]
 
 
