@@ -135,6 +135,9 @@ void Manager::step()
 void Manager::reset_worlds(const uint8_t* mask, const uint64_t* seeds)
 {
     check_open();
+    bool any = false;
+    for (int64_t w = 0; w < cfg_.num_worlds && !any; ++w) any = mask[w] != 0;
+    if (!any) return;  // nothing to reset, nothing to record
     if (recorder_) recorder_->reset(mask, seeds);
     backend_->reset_worlds(mask, seeds);
 }

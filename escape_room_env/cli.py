@@ -120,7 +120,7 @@ def _cmd_replay(ns: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     meta = sim.read_replay_metadata(ns.file)
-    checkpoints = total // meta.checksum_interval + 1 + (total % meta.checksum_interval != 0)
+    checkpoints = sim.get_replay_checkpoints_verified()
     print(f"replayed {total} steps of {meta.num_worlds} worlds: {episodes} episodes ended")
     if ns.verify:
         print(

@@ -166,6 +166,11 @@ class SimManager:
                     raise ValueError(f"seeds must be in [0, 2**64), got {base}")
                 seed_arr = (np.uint64(base) + np.arange(num_worlds, dtype=np.uint64)).astype(np.uint64)
             else:
+                if isinstance(seeds, (list, tuple)):  # Python ints up to 2**64 - 1, without float rounding
+                    values = [as_int(f"seeds[{w}]", s) for w, s in enumerate(seeds)]
+                    if any(not 0 <= s < 2**64 for s in values):
+                        raise ValueError("seeds must be in [0, 2**64)")
+                    seeds = np.array(values, dtype=np.uint64)
                 values = np.asarray(seeds)
                 if values.shape != (num_worlds,):
                     raise ValueError(
@@ -380,6 +385,12 @@ class SimManager:
         if self._replay is None:
             raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
         return self._replay.advance(self)
+
+    def get_replay_checkpoints_verified(self) -> int:
+        """How many of the file's state-hash checkpoints the replay has verified so far."""
+        if self._replay is None:
+            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
+        return self._replay.verified
 
     def get_replay_step_count(self) -> tuple[int, int]:
         """(steps replayed so far, steps in the file)."""
@@ -626,6 +637,7 @@ class _ReplayCursor:
         self.replay = replay
         self.total = replay.num_steps
         self.current = 0
+        self.verified = 0  # hash checkpoints that matched
         self._records: Iterator = iter(replay.records())
         self._next = next(self._records, None)
 
@@ -670,6 +682,7 @@ class _ReplayCursor:
     def _verify(self, sim: SimManager, record) -> None:
         hashes = sim.state_hashes()
         bad = np.flatnonzero(hashes != record.hashes)
+        self.verified += bad.size == 0
         if bad.size:
             shown = ", ".join(str(w) for w in bad[:10]) + (", ..." if bad.size > 10 else "")
             raise ReplayDivergenceError(

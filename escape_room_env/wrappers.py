@@ -24,9 +24,10 @@ def _escape_room_env(env) -> EscapeRoomVectorEnv:
 class RecordActions(VectorWrapper):
     """Records everything the wrapped env simulates to a replay file (SPEC §5.3).
 
-    Recording starts at construction (from the state the worlds are in, or from ``seed``)
-    and covers every step and every gymnasium reset (partial ones included); ``close()``
-    finishes the file. ``SimManager.from_replay(path)`` or :class:`ReplayVectorEnv` plays it back.
+    Recording starts at the first full ``reset()`` (right after it, so a replay starts from
+    the observation that reset returned) or, if a partial reset or a step comes first, just
+    before it. It covers every step and every later gymnasium reset (partial ones included,
+    with their seeds); ``close()`` finishes the file. ``SimManager.from_replay(path)`` or :class:`ReplayVectorEnv` plays it back.
 
     >>> import numpy as np, tempfile, os, escape_room_env as er
     >>> path = os.path.join(tempfile.mkdtemp(), "run.bin")
@@ -38,15 +39,31 @@ class RecordActions(VectorWrapper):
     1
     """
 
-    def __init__(self, env, path: str | os.PathLike, seed: int | None = None, checksum_interval: int = 50):
+    def __init__(self, env, path: str | os.PathLike, checksum_interval: int = 50):
         super().__init__(env)
         self.path = os.fspath(path)
-        _escape_room_env(env).sim.start_recording(self.path, seed, checksum_interval=checksum_interval)
+        self.checksum_interval = checksum_interval
+        self._sim = _escape_room_env(env).sim
+
+    def _start(self) -> None:
+        if not self._sim.is_recording():
+            self._sim.start_recording(self.path, checksum_interval=self.checksum_interval)
+
+    def reset(self, *, seed=None, options=None):
+        partial = options is not None and "reset_mask" in options
+        if partial:
+            self._start()
+        result = self.env.reset(seed=seed, options=options)
+        self._start()
+        return result
+
+    def step(self, actions):
+        self._start()
+        return self.env.step(actions)
 
     def close(self, **kwargs: Any) -> None:
-        sim = _escape_room_env(self.env).sim
-        if not sim.closed and sim.is_recording():
-            sim.stop_recording()
+        if not self._sim.closed and self._sim.is_recording():
+            self._sim.stop_recording()
         super().close(**kwargs)
 
 
