@@ -166,11 +166,15 @@ class SimManager:
                     raise ValueError(f"seeds must be in [0, 2**64), got {base}")
                 seed_arr = (np.uint64(base) + np.arange(num_worlds, dtype=np.uint64)).astype(np.uint64)
             else:
-                if isinstance(seeds, (list, tuple)):  # Python ints up to 2**64 - 1, without float rounding
-                    values = [as_int(f"seeds[{w}]", s) for w, s in enumerate(seeds)]
-                    if any(not 0 <= s < 2**64 for s in values):
-                        raise ValueError("seeds must be in [0, 2**64)")
-                    seeds = np.array(values, dtype=np.uint64)
+                integers = isinstance(seeds, (list, tuple)) and all(
+                    isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in seeds
+                )
+                if integers:  # Python ints up to 2**64 - 1, converted exactly (numpy would go to float64)
+                    if any(v < 0 for v in seeds):
+                        raise ValueError("seeds must be >= 0")
+                    if any(v >= 2**64 for v in seeds):
+                        raise ValueError("seeds must be < 2**64")
+                    seeds = np.array([int(v) for v in seeds], dtype=np.uint64)
                 values = np.asarray(seeds)
                 if values.shape != (num_worlds,):
                     raise ValueError(
