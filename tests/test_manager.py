@@ -10,42 +10,11 @@ import threading
 import gymnasium
 import numpy as np
 import pytest
+from helpers import ALL_TENSOR_NAMES, get, random_actions
 
 import escape_room_env as er
 
-TENSOR_NAMES = (
-    "reset",
-    "action",
-    "reward",
-    "done",
-    "termination_reason",
-    "terminated",
-    "truncated",
-    "steps_remaining",
-    "progress",
-    "observation",
-    "self_observation",
-    "door_observation",
-    "room_entity_observations",
-    "lidar",
-    "partner_observations",
-    "final_observation",
-)
-
-
-def get(sim: er.SimManager, name: str) -> er.Tensor:
-    return getattr(sim, f"{name}_tensor")()
-
-
-def random_actions(rng: np.random.Generator, num_worlds: int, num_agents: int) -> np.ndarray:
-    return np.stack(
-        [
-            rng.integers(0, 4, (num_worlds, num_agents)),
-            rng.integers(0, 8, (num_worlds, num_agents)),
-            rng.integers(0, 5, (num_worlds, num_agents)),
-        ],
-        axis=-1,
-    ).astype(np.int32)
+TENSOR_NAMES = ALL_TENSOR_NAMES
 
 
 def snapshot(sim: er.SimManager) -> dict[str, bytes]:

@@ -7,6 +7,7 @@ import gc
 import numpy as np
 import pytest
 import torch
+from helpers import get, random_actions
 
 import escape_room_env as er
 
@@ -46,21 +47,6 @@ TORCH_DTYPES = {
     np.dtype(np.int32): torch.int32,
     np.dtype(np.bool_): torch.bool,
 }
-
-
-def get(sim: er.SimManager, name: str) -> er.Tensor:
-    return getattr(sim, f"{name}_tensor")()
-
-
-def random_actions(rng: np.random.Generator, num_worlds: int, num_agents: int) -> np.ndarray:
-    return np.stack(
-        [
-            rng.integers(0, 4, (num_worlds, num_agents)),
-            rng.integers(0, 8, (num_worlds, num_agents)),
-            rng.integers(0, 5, (num_worlds, num_agents)),
-        ],
-        axis=-1,
-    ).astype(np.int32)
 
 
 def agent_y(sim: er.SimManager) -> np.ndarray:

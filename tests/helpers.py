@@ -1,0 +1,27 @@
+"""Small helpers shared by the test modules (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import escape_room_env as er
+
+#: Every exported tensor of the manager, from the core's own list.
+ALL_TENSOR_NAMES = tuple(er._core.Manager.tensor_names())
+
+
+def get(sim: er.SimManager, name: str) -> er.Tensor:
+    """``sim.<name>_tensor()``."""
+    return getattr(sim, f"{name}_tensor")()
+
+
+def random_actions(rng: np.random.Generator, num_worlds: int, num_agents: int) -> np.ndarray:
+    """Uniform in-range actions, int32 [W, A, 3]."""
+    return np.stack(
+        [
+            rng.integers(0, 4, (num_worlds, num_agents)),
+            rng.integers(0, 8, (num_worlds, num_agents)),
+            rng.integers(0, 5, (num_worlds, num_agents)),
+        ],
+        axis=-1,
+    ).astype(np.int32)
