@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
@@ -69,6 +69,44 @@ def time_repeats(
         t0 = time.perf_counter()
         timed = run(steps)
         times.append(timed if timed is not None else time.perf_counter() - t0)
+    return times
+
+
+def time_rounds(
+    make_runs: Callable[[int], tuple[Mapping[str, Run], Callable[[], None]]],
+    steps: int,
+    repeats: int = MIN_REPEATS,
+    warmup_steps: int | None = None,
+) -> dict[str, list[float]]:
+    """:func:`time_repeats` for several peers at once, with fresh peers every repeat, so that
+    repeat r of two peers can be paired.
+
+    ``make_runs(r)`` builds round r's peers and returns ``({name: run}, close)``. Each round
+    warms every peer up with an untimed ``run(warmup_steps)`` (default ``steps``), times one
+    ``run(steps)`` of each in an order rotated by r, then calls ``close()``. A slow drift (clock
+    frequency, other load) then hits all peers alike, and a peer's luck with memory placement
+    (cache conflicts of its buffers) is drawn again every round instead of biasing all of them.
+
+    >>> times = time_rounds(lambda r: ({"a": lambda n: 1.0 * n, "b": lambda n: 2.0 * n}, lambda: None), 3)
+    >>> times["a"], times["b"]
+    ([3.0, 3.0, 3.0, 3.0, 3.0], [6.0, 6.0, 6.0, 6.0, 6.0])
+    """
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be >= {MIN_REPEATS} (SPEC §9), got {repeats}")
+    times: dict[str, list[float]] = {}
+    for r in range(repeats):
+        runs, close = make_runs(r)
+        try:
+            names = list(runs)
+            for name in names:
+                runs[name](steps if warmup_steps is None else warmup_steps)
+            for k in range(len(names)):
+                name = names[(k + r) % len(names)]
+                t0 = time.perf_counter()
+                timed = runs[name](steps)
+                times.setdefault(name, []).append(timed if timed is not None else time.perf_counter() - t0)
+        finally:
+            close()
     return times
 
 
@@ -140,6 +178,38 @@ def measure(
     )
     emit(record, out, echo)
     return record
+
+
+# -- other load on the machine --------------------------------------------------------------
+
+
+def cpu_snapshot() -> tuple[float, float, float] | None:
+    """(wall seconds, busy CPU-seconds of the whole machine, CPU-seconds of this process), from
+    ``/proc/stat`` and ``os.times()``; None where ``/proc/stat`` is missing (not Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice]: busy = all but idle, iowait
+    # (guest time is already inside user).
+    ticks = [int(x) for x in fields[:8]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    own = os.times()
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_cpu_cores(
+    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None
+) -> float | None:
+    """Cores kept busy by other processes between two :func:`cpu_snapshot` s (0 = idle machine).
+
+    Our own threads (the simulator's workers included) are not counted; the value has the
+    resolution of the kernel's tick (10 ms of CPU time over the interval).
+    """
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    busy, own = after[1] - before[1], after[2] - before[2]
+    return round(max(0.0, busy - own) / (after[0] - before[0]), 3)
 
 
 # -- reporting -------------------------------------------------------------------------------
