@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 
 import escape_room_env as er
@@ -25,3 +27,9 @@ def random_actions(rng: np.random.Generator, num_worlds: int, num_agents: int) -
         ],
         axis=-1,
     ).astype(np.int32)
+
+
+#: A working directory for `python -c` / `python -m` subprocesses: those put their cwd first on
+#: sys.path, and from the repository root that would be the source tree, without its compiled
+#: `_core`, instead of the installed package.
+OUTSIDE_SOURCE = tempfile.gettempdir()

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import OUTSIDE_SOURCE
 
 torch = pytest.importorskip("torch", reason="the PPO trainer needs torch")
 
@@ -92,6 +93,7 @@ def test_cli_train_runs_and_reports(tmp_path):
             "--run-name",
             "cli",
         ],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
@@ -105,6 +107,7 @@ def test_cli_train_runs_and_reports(tmp_path):
 def test_cli_help_lists_the_training_flags():
     out = subprocess.run(
         [sys.executable, "-m", "escape_room_env.cli", "train", "--help"],
+        cwd=OUTSIDE_SOURCE,
         capture_output=True,
         text=True,
         timeout=60,

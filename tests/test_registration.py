@@ -13,6 +13,7 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
+from helpers import OUTSIDE_SOURCE
 
 import escape_room_env as er
 
@@ -20,6 +21,7 @@ import escape_room_env as er
 def run_python(code):
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=OUTSIDE_SOURCE,
         check=False,
         capture_output=True,
         text=True,

@@ -768,7 +768,7 @@ for i in range(10_000):
 def test_a_recording_process_killed_mid_run_leaves_a_replayable_prefix(tmp_path):
     path = tmp_path / "killed.bin"
     child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
     )
     printed = 0
     try:

@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("stable_baselines3")
 
+from helpers import OUTSIDE_SOURCE
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.monitor import Monitor
@@ -53,7 +54,7 @@ def test_core_package_does_not_import_stable_baselines3():
         "gymnasium.make_vec('EscapeRoom-v0', num_envs=2)\n"
         "assert 'stable_baselines3' not in sys.modules, 'escape_room_env imported stable_baselines3'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=OUTSIDE_SOURCE)
 
 
 def test_sb3_docstring_examples_run():
