@@ -415,35 +415,10 @@ def write_summary(
     path.write_text("\n\n".join(parts) + "\n")
 
 
-class Tee:
-    """Writes to several files at once (``--out`` and ``--save`` together)."""
-
-    def __init__(self, files: list[TextIO]):
-        self.files = files
-
-    def write(self, text: str) -> None:
-        for f in self.files:
-            f.write(text)
-
-    def flush(self) -> None:
-        for f in self.files:
-            f.flush()
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     desc = harness.machine_description()
-    outputs: list[TextIO] = []
-    if args.out:
-        outputs.append(args.out.open("a"))
-    if args.save:
-        args.results_dir.mkdir(parents=True, exist_ok=True)
-        jsonl_path, md_path = harness.result_paths("core", args.results_dir, desc)
-        outputs.append(jsonl_path.open("w"))
-    out = Tee(outputs) if outputs else None
-    if out is not None:
-        harness.write_machine(out, desc)
-    print(json.dumps(desc), flush=True)
+    out, jsonl_path, md_path = harness.open_outputs("core", args.out, args.save, args.results_dir, desc)
 
     t0 = time.perf_counter()
     records = bench_core_step(args, out) + bench_core_overhead(args, out)
@@ -463,8 +438,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.save:
         write_summary(md_path, desc, records, summary, args.note)
         print(f"\nsaved {jsonl_path} and {md_path}")
-    for f in outputs:
-        f.close()
+    if out is not None:
+        out.close()
     return summary
 
 

@@ -40,7 +40,6 @@ Timing is judged only in this headline, never in tests.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -341,27 +340,7 @@ def write_summary(path: Path, desc: dict[str, Any], records, overheads, note: st
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     desc = harness.machine_description()
-    outputs: list[TextIO] = []
-    if args.out:
-        outputs.append(args.out.open("a"))
-    if args.save:
-        args.results_dir.mkdir(parents=True, exist_ok=True)
-        jsonl_path, md_path = harness.result_paths("recording", args.results_dir, desc)
-        outputs.append(jsonl_path.open("w"))
-    for f in outputs:
-        harness.write_machine(f, desc)
-    print(json.dumps(desc), flush=True)
-
-    class Tee:
-        def write(self, text: str) -> None:
-            for f in outputs:
-                f.write(text)
-
-        def flush(self) -> None:
-            for f in outputs:
-                f.flush()
-
-    out = Tee() if outputs else None
+    out, jsonl_path, md_path = harness.open_outputs("recording", args.out, args.save, args.results_dir, desc)
     records, overheads = [], []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_recording_") as tmp:
         for threads in args.threads:
@@ -377,8 +356,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.save:
         write_summary(md_path, desc, records, overheads, args.note)
         print(f"\nsaved {jsonl_path} and {md_path}")
-    for f in outputs:
-        f.close()
+    if out is not None:
+        out.close()
     return overheads
 
 

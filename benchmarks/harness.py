@@ -366,6 +366,46 @@ def result_paths(suite: str, results_dir: Path, desc: dict[str, Any] | None = No
     return results_dir / f"{stem}.jsonl", results_dir / f"{stem}.md"
 
 
+class Tee:
+    """Writes to several files at once (``--out`` and ``--save`` together)."""
+
+    def __init__(self, files: list[TextIO]):
+        self.files = files
+
+    def write(self, text: str) -> None:
+        for f in self.files:
+            f.write(text)
+
+    def flush(self) -> None:
+        for f in self.files:
+            f.flush()
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
+
+
+def open_outputs(
+    suite: str, out_path: Path | None, save: bool, results_dir: Path, desc: dict[str, Any]
+) -> tuple[Tee | None, Path | None, Path | None]:
+    """The JSON-lines sinks of a benchmark run: ``--out`` (appended) and, with ``--save``, the
+    results file of ``suite``; each starts with the machine description, also printed.
+    Returns (sink or None, .jsonl path, .md path) — the paths are None without ``--save``."""
+    files: list[TextIO] = []
+    jsonl_path = md_path = None
+    if out_path:
+        files.append(out_path.open("a"))
+    if save:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        jsonl_path, md_path = result_paths(suite, results_dir, desc)
+        files.append(jsonl_path.open("w"))
+    out = Tee(files) if files else None
+    if out is not None:
+        write_machine(out, desc)
+    print(json.dumps(desc), flush=True)
+    return out, jsonl_path, md_path
+
+
 def write_machine(out: TextIO, desc: dict[str, Any] | None = None) -> dict[str, Any]:
     """Writes the machine description as the first JSON line of a result file; returns it."""
     desc = desc or machine_description()
