@@ -59,7 +59,6 @@ REPO = Path(__file__).resolve().parent.parent
 WORLDS = 4096
 QUICK_WORLDS = 256
 DEFAULT_REPEATS = 9
-ACTION_POOL = 8  # distinct action arrays cycled through, drawn before timing
 CHECKSUM_INTERVAL = 50
 SEED = 0
 MAX_OVERHEAD_PCT = 10.0  # the issue's target for recording
@@ -113,30 +112,6 @@ def warmup_steps(steps: int) -> int:
     return max(64, steps // 4)
 
 
-def action_pool(num_worlds: int, seed: int = SEED) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(
-        0, np.array(er.action.NUM_CHOICES), size=(ACTION_POOL, num_worlds, 1, 3), dtype=np.int32
-    )
-
-
-def step_run(sim: er.SimManager, pool: np.ndarray) -> Callable[[int], float]:
-    """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions in."""
-    actions = sim.action_tensor().to_numpy()
-    step, copyto, clock = sim.step, np.copyto, time.perf_counter
-
-    def run(n: int) -> float:
-        secs = 0.0
-        for i in range(n):
-            copyto(actions, pool[i % ACTION_POOL])
-            t0 = clock()
-            step()
-            secs += clock() - t0
-        return secs
-
-    return run
-
-
 def paired_extra(base_times: list[float], times: list[float], steps: int) -> tuple[float, float]:
     """(median, standard error) of the per-call difference over paired repeats, in µs."""
     diffs = [1e6 * (t - b) / steps for b, t in zip(base_times, times)]
@@ -147,7 +122,7 @@ def paired_extra(base_times: list[float], times: list[float], steps: int) -> tup
 
 def measure_config(num_worlds: int, threads: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """One attempt: the peers at one size, fresh every repeat; returns times and checks."""
-    pool = action_pool(num_worlds)
+    pool = harness.action_pool(num_worlds, SEED)
     checks: dict[str, list] = {"same": [], "stop_ms": [], "bytes": [], "verified": []}
 
     def make_runs(r: int) -> tuple[dict[str, Callable[[int], float]], Callable[[], None]]:
@@ -179,7 +154,7 @@ def measure_config(num_worlds: int, threads: int, args: argparse.Namespace, work
             for path in files:
                 path.unlink()
 
-        return {name: step_run(sim, pool) for name, sim in peers.items()}, close
+        return {name: harness.sim_run(sim, pool) for name, sim in peers.items()}, close
 
     before = harness.cpu_snapshot()
     times = harness.time_rounds(make_runs, args.steps, args.repeats, warmup_steps(args.steps))

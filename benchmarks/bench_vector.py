@@ -89,7 +89,9 @@ QUICK_FIT_WORLDS = (1, 4, 16)
 HEADLINE_WORLDS = 4096
 QUICK_HEADLINE_WORLDS = 256
 DEFAULT_REPEATS = 9  # the fit needs >= 7 for a stable median difference
-ACTION_POOL = 8  # distinct action arrays cycled through, drawn before timing
+ACTION_POOL = harness.ACTION_POOL
+action_pool = harness.action_pool
+sim_run = harness.sim_run
 SEED = 0
 
 # Targets of the issue's acceptance item.
@@ -207,34 +209,6 @@ def warmup_steps(steps: int) -> int:
 
 
 # -- the peers ------------------------------------------------------------------------------
-
-
-def action_pool(num_envs: int, seed: int = 0) -> list[np.ndarray]:
-    """ACTION_POOL int64 (num_envs, 3) arrays, each component uniform over its choices."""
-    rng = np.random.default_rng(seed)
-    pool = rng.integers(0, np.array(er.action.NUM_CHOICES), size=(ACTION_POOL, num_envs, 3), dtype=np.int64)
-    return list(pool)
-
-
-def sim_run(sim: er.SimManager, pool: list[np.ndarray], read_obs: bool = False) -> Callable[[int], float]:
-    """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions in;
-    with ``read_obs``, the observations are copied out after each call (untimed)."""
-    actions = sim.action_tensor().to_numpy().reshape(sim.num_worlds * sim.num_agents, 3)
-    obs = sim.observation_tensor().to_numpy()
-    step, copyto, clock = sim.step, np.copyto, time.perf_counter
-
-    def run(n: int) -> float:
-        secs = 0.0
-        for i in range(n):
-            copyto(actions, pool[i % ACTION_POOL])
-            t0 = clock()
-            step()
-            secs += clock() - t0
-            if read_obs:
-                obs.copy()
-        return secs
-
-    return run
 
 
 def vec_run(env: er.EscapeRoomVectorEnv, pool: list[np.ndarray]) -> Callable[[int], float]:

@@ -366,6 +366,42 @@ def result_paths(suite: str, results_dir: Path, desc: dict[str, Any] | None = No
     return results_dir / f"{stem}.jsonl", results_dir / f"{stem}.md"
 
 
+ACTION_POOL = 8  # distinct action arrays cycled through, drawn before timing
+
+
+def action_pool(num_envs: int, seed: int = 0) -> list:
+    """ACTION_POOL int64 (num_envs, 3) arrays, each component uniform over its choices."""
+    import numpy as np
+
+    from escape_room_env.action import NUM_CHOICES
+
+    rng = np.random.default_rng(seed)
+    return list(rng.integers(0, np.array(NUM_CHOICES), size=(ACTION_POOL, num_envs, 3), dtype=np.int64))
+
+
+def sim_run(sim, pool: list, read_obs: bool = False) -> Callable[[int], float]:
+    """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions in;
+    with ``read_obs``, the observations are copied out after each call (untimed)."""
+    import numpy as np
+
+    actions = sim.action_tensor().to_numpy().reshape(sim.num_worlds * sim.num_agents, 3)
+    obs = sim.observation_tensor().to_numpy()
+    step, copyto, clock = sim.step, np.copyto, time.perf_counter
+
+    def run(n: int) -> float:
+        secs = 0.0
+        for i in range(n):
+            copyto(actions, pool[i % ACTION_POOL])
+            t0 = clock()
+            step()
+            secs += clock() - t0
+            if read_obs:
+                obs.copy()
+        return secs
+
+    return run
+
+
 class Tee:
     """Writes to several files at once (``--out`` and ``--save`` together)."""
 
