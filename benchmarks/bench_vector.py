@@ -33,13 +33,17 @@ identical one for that reason alone. The peers:
   (``extra_us_copy_true_vs_reading_sim``).
 - ``EscapeRoomVectorEnv.step copy=False`` / ``copy=True``: ``env.step(actions)``, all of it
   (validation and copy of the actions into the core, the step, the returned arrays and infos).
-- In-call peers, two more of each kind: the core step inside ``env.step`` (``env._step``) and inside
+- In-call peers, two more of each kind: the core call inside ``env.step`` (``env._step_actions``,
+  which validates the actions and steps, copying each world's rows as it steps it) and inside
   ``sim.step()`` (``sim._impl.step``) is wrapped in the same timing shim, so that each call's own
-  work (the call minus the core step in it) is measured in the very same call: the step's
-  milliseconds of noise cancel. ``extra_us_incall`` = own work of ``env.step`` (copy=False) minus
-  own work of ``sim.step()`` (``extra_us_incall_copy_true`` the same for copy=True). This is what
-  resolves b at 1,024 and 4,096 worlds, where the plain differences carry microseconds of noise; at
-  small N both ways agree.
+  work (the call minus the core call in it) is measured in the very same call: the step's
+  milliseconds of noise cancel. The validation pass belongs to the env's work although it runs in
+  the core call, so a last peer, ``core action validation (check_actions)``, times that pass alone
+  on the same actions (then steps untimed), and it is added back. ``extra_us_incall`` = own work
+  of ``env.step`` (copy=False) + validation minus own work of ``sim.step()``
+  (``extra_us_incall_copy_true`` the same for copy=True). This is what resolves b at 1,024 and
+  4,096 worlds, where the plain differences carry microseconds of noise; at small N both ways
+  agree.
 
 The extra cost is the median over repeats of the paired difference (peer minus ``SimManager.step``,
 repeat by repeat) per call, with a standard error from the spread of those differences.
@@ -107,8 +111,9 @@ VEC_COPY = "EscapeRoomVectorEnv.step copy=True"
 SIM_OWN = "SimManager.step own work"
 VEC_OWN = "EscapeRoomVectorEnv.step copy=False own work"
 VEC_COPY_OWN = "EscapeRoomVectorEnv.step copy=True own work"
+VALIDATE = "core action validation (check_actions)"
 END_TO_END = (SIM, VEC_NOCOPY, VEC_COPY, SIM_AA, SIM_READS)  # emitted as per-peer records
-PEERS = (*END_TO_END, SIM_OWN, VEC_OWN, VEC_COPY_OWN)
+PEERS = (*END_TO_END, SIM_OWN, VEC_OWN, VEC_COPY_OWN, VALIDATE)
 _SIM_TIMED = (
     "each sim.step() call alone (t0 = clock(); sim.step(); t += clock() - t0); the same actions as "
     "the env's are copied into action_tensor() before t0, untimed"
@@ -228,17 +233,47 @@ def vec_run(env: er.EscapeRoomVectorEnv, pool: list[np.ndarray]) -> Callable[[in
     return run
 
 
-def timing_shim(core_step: Callable[[int], None]) -> tuple[Callable[[int], None], list[float]]:
-    """A stand-in for the core's ``step(n)`` that adds the seconds it took to ``inner[0]``."""
+def timing_shim(core_step: Callable[..., Any]) -> tuple[Callable[..., Any], list[float]]:
+    """A stand-in for a core call (``step(n)``, ``step_actions(actions, refuse_done)``) that adds
+    the seconds it took to ``inner[0]``."""
     inner = [0.0]
     clock = time.perf_counter
 
-    def shim(n: int) -> None:
+    def shim(*args: Any) -> Any:
         t0 = clock()
-        core_step(n)
+        result = core_step(*args)
         inner[0] += clock() - t0
+        return result
 
     return shim, inner
+
+
+def validate_run(sim: er.SimManager, pool: list[np.ndarray]) -> Callable[[int], float]:
+    """``run(n)``: times the core's validation pass alone (``check_actions``) on the actions a
+    call would get, then steps with them untimed, so caches look as they do inside ``env.step``.
+
+    A call right after a step runs its own code cold (the step evicted it), and so does the one
+    core call of ``env.step``, whose cold start the in-call shim already takes out. So the code
+    path is warmed first by the same call on a one-world simulator: what is timed is the pass over
+    the N rows (and a warm call's overhead), with the actions as fresh as in ``env.step``."""
+    actions = np.empty_like(pool[0])
+    warm_sim = er.SimManager(num_worlds=1, rand_seed=SEED, num_threads=1)
+    warm_actions = np.zeros((1, 3), dtype=pool[0].dtype)
+    warm, check = warm_sim._impl.check_actions, sim._impl.check_actions
+    step, copyto, clock = sim._impl.step_actions, np.copyto, time.perf_counter
+
+    def run(n: int) -> float:
+        secs = 0.0
+        for i in range(n):
+            copyto(actions, pool[i % ACTION_POOL])
+            warm(warm_actions)
+            t0 = clock()
+            check(actions)
+            secs += clock() - t0
+            step(actions)
+        return secs
+
+    return run
 
 
 class _ShimmedCore:
@@ -266,7 +301,7 @@ def make_peers(num_worlds: int, threads: int, mode: AutoresetMode) -> dict[str, 
     """The simulators and vector envs of one repeat, all reset to the same seed."""
     peers: dict[str, Any] = {}
     for name in PEERS:
-        if name in (SIM, SIM_AA, SIM_READS, SIM_OWN):
+        if name in (SIM, SIM_AA, SIM_READS, SIM_OWN, VALIDATE):
             sim = er.SimManager(
                 num_worlds=num_worlds, rand_seed=SEED, num_threads=threads, autoreset_mode=mode
             )
@@ -294,9 +329,13 @@ def make_run(name: str, peer: Any, pool: list[np.ndarray]) -> Callable[[int], fl
         shim, inner = timing_shim(peer._impl.step)
         peer._impl = _ShimmedCore(peer._impl, shim)
         return own_work_run(sim_run(peer, pool), inner)
-    # VEC_OWN, VEC_COPY_OWN: the env calls its core step through ``self._step`` (bound at construction).
-    shim, inner = timing_shim(peer._step)
-    peer._step = shim
+    if name == VALIDATE:
+        return validate_run(peer, pool)
+    # VEC_OWN, VEC_COPY_OWN: the env makes one core call, ``self._step_actions`` (bound at
+    # construction), which validates the actions and steps. The shim takes the whole call out;
+    # the validation pass in it is the env's work, so the in-call extra adds VALIDATE back.
+    shim, inner = timing_shim(peer._step_actions)
+    peer._step_actions = shim
     return own_work_run(vec_run(peer, pool), inner)
 
 
@@ -400,6 +439,7 @@ def measure_config(
         "own_us_sim": 1e6 * statistics.median(times[SIM_OWN]) / steps,
         "own_us_env_copy_false": 1e6 * statistics.median(times[VEC_OWN]) / steps,
         "own_us_env_copy_true": 1e6 * statistics.median(times[VEC_COPY_OWN]) / steps,
+        "validation_us": 1e6 * statistics.median(times[VALIDATE]) / steps,
     }
     pairs = (
         ("copy_false", SIM, VEC_NOCOPY),
@@ -408,9 +448,19 @@ def measure_config(
         ("copy_true_vs_reading_sim", SIM_READS, VEC_COPY),
         ("reading_obs", SIM, SIM_READS),
     )
-    incall = (("incall", SIM_OWN, VEC_OWN), ("incall_copy_true", SIM_OWN, VEC_COPY_OWN))
-    for key, base, name in (*pairs, *incall):
-        med, se = paired_extra(times[base], times[name], steps)
+    # The env's own work in a call: the call minus its core call, plus the validation pass that
+    # the core call does before stepping (timed on its own, same repeat).
+    env_own = {
+        name: [own + check for own, check in zip(times[name], times[VALIDATE])]
+        for name in (VEC_OWN, VEC_COPY_OWN)
+    }
+    series = [(key, times[base], times[name]) for key, base, name in pairs]
+    series += [
+        ("incall", times[SIM_OWN], env_own[VEC_OWN]),
+        ("incall_copy_true", times[SIM_OWN], env_own[VEC_COPY_OWN]),
+    ]
+    for key, base_times, peer_times in series:
+        med, se = paired_extra(base_times, peer_times, steps)
         extra[f"extra_us_{key}"] = med
         extra[f"extra_se_us_{key}"] = se
         extra[f"extra_pct_{key}"] = 100 * med / sim_us

@@ -31,14 +31,23 @@ size_t state_bytes(const SimState& cfg);
 // Points every array of `cfg` into `base` (zeroed, at least state_bytes(cfg) bytes, 64-byte aligned).
 SimState bind_state(const SimState& cfg, void* base);
 
+// Actions handed to a step straight from the caller's buffer (host memory, already validated):
+// rows of (move_amount, move_angle, rotate), one per agent, int32 or int64. The backend copies
+// each world's rows into the action tensor as it steps that world, so the tensor afterwards
+// holds what the step used, as if they had been written there first.
+struct ActionSource {
+    const void* data;
+    bool int64;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
     // The simulation's arrays (device pointers for CUDA).
     virtual const SimState& state() const = 0;
     virtual std::shared_ptr<Storage> storage() const = 0;
-    // One step of every world.
-    virtual void step() = 0;
+    // One step of every world; with `actions`, their rows replace the action tensor's first.
+    virtual void step(const ActionSource* actions) = 0;
     // Starts a new episode in every world with mask[w] != 0, at once; seeds (optional) give
     // the masked worlds a new stream. Host arrays of num_worlds entries.
     virtual void reset_worlds(const uint8_t* mask, const uint64_t* seeds) = 0;

@@ -71,6 +71,20 @@ struct Tensor {
 
 // Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms; on a signal it
 // stops after a whole step and raises KeyboardInterrupt.
+using ActionArray = nb::ndarray<nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+
+// Checks the shape and dtype of (num_worlds * num_agents, 3) actions; true for int64.
+bool action_rows_wide(const Manager& mgr, const ActionArray& actions, const char* what)
+{
+    const int64_t rows = (int64_t)mgr.config().num_worlds * mgr.config().num_agents;
+    if (actions.shape(0) != (size_t)rows || actions.shape(1) != 3)
+        throw std::invalid_argument(std::string(what) + ": expected shape (" + std::to_string(rows) + ", 3)");
+    const bool wide = actions.dtype() == nb::dtype<int64_t>();
+    if (!wide && actions.dtype() != nb::dtype<int32_t>())
+        throw nb::type_error((std::string(what) + ": expected int32 or int64 actions").c_str());
+    return wide;
+}
+
 void step_many(Manager& m, int64_t nstep)
 {
     if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
@@ -194,18 +208,31 @@ NB_MODULE(_core, m)
              },
              "mask"_a, "seeds"_a = nb::none())
         .def("set_actions",
-             [](Manager& mgr, nb::ndarray<nb::ndim<2>, nb::c_contig, nb::device::cpu> actions, bool refuse_done) {
-                 const int64_t rows = (int64_t)mgr.config().num_worlds * mgr.config().num_agents;
-                 if (actions.shape(0) != (size_t)rows || actions.shape(1) != 3)
-                     throw std::invalid_argument("set_actions: expected shape (" + std::to_string(rows) + ", 3)");
-                 const bool wide = actions.dtype() == nb::dtype<int64_t>();
-                 if (!wide && actions.dtype() != nb::dtype<int32_t>())
-                     throw nb::type_error("set_actions: expected int32 or int64 actions");
+             [](Manager& mgr, ActionArray actions, bool refuse_done) {
+                 const bool wide = action_rows_wide(mgr, actions, "set_actions");
+                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
+                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
                  return mgr.set_actions(actions.data(), wide, refuse_done);
              },
              "actions"_a, "refuse_done"_a = false,
              "Validates and copies (num_worlds * num_agents, 3) int32/int64 actions; returns -1, the flat "
              "index of the first out-of-range value, or -2 - w for a world frozen in DISABLED mode.")
+        .def("check_actions",
+             [](const Manager& mgr, ActionArray actions, bool refuse_done) {
+                 return mgr.check_actions(actions.data(), action_rows_wide(mgr, actions, "check_actions"), refuse_done);
+             },
+             "actions"_a, "refuse_done"_a = false, "set_actions's validation alone (nothing written).")
+        .def("step_actions",
+             [](Manager& mgr, ActionArray actions, bool refuse_done) {
+                 const bool wide = action_rows_wide(mgr, actions, "step_actions");
+                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
+                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 nb::gil_scoped_release release;
+                 return mgr.step_with_actions(actions.data(), wide, refuse_done);
+             },
+             "actions"_a, "refuse_done"_a = false,
+             "set_actions and one step in a single call (the step copies each world's rows as it "
+             "steps it); returns -1 when it stepped, else set_actions's code (nothing stepped).")
         .def("start_recording",
              [](Manager& mgr, const std::string& path, const std::string& config_json, uint32_t interval,
                 uint64_t created_unix_ns) {

@@ -52,10 +52,22 @@ public:
     const SimState& state() const override { return state_; }
     std::shared_ptr<Storage> storage() const override { return storage_; }
 
-    void step() override
+    void step(const ActionSource* actions) override
     {
+        if (!actions) {
+            parallel_worlds([](CpuBackend& b, int32_t w) {
+                if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
+                step_world(b.state_, b.table_, w);
+            });
+            return;
+        }
+        // Each world's rows are copied just before the world reads them: the action tensor's
+        // line is fetched once, by the thread that steps the world, instead of being written
+        // by the caller and fetched again by the step.
+        actions_ = *actions;
         parallel_worlds([](CpuBackend& b, int32_t w) {
             if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
+            b.copy_actions(w);
             step_world(b.state_, b.table_, w);
         });
     }
@@ -84,6 +96,18 @@ public:
     }
 
 private:
+    void copy_actions(int32_t w)
+    {
+        const size_t n = (size_t)kActionDims * state_.num_agents, first = (size_t)w * n;
+        int32_t* dst = state_.action_in + first;
+        if (actions_.int64) {
+            const int64_t* src = static_cast<const int64_t*>(actions_.data) + first;
+            for (size_t i = 0; i < n; ++i) dst[i] = (int32_t)src[i];
+        } else {
+            std::memcpy(dst, static_cast<const int32_t*>(actions_.data) + first, n * sizeof(int32_t));
+        }
+    }
+
     using WorldFn = void (*)(CpuBackend&, int32_t);
 
     struct Job {
@@ -114,6 +138,7 @@ private:
     std::shared_ptr<Storage> storage_;
     SimState state_{};
     LidarTable table_{};
+    ActionSource actions_{};
     const uint8_t* mask_ = nullptr;
     const uint64_t* seeds_ = nullptr;
 };

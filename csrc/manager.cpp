@@ -107,10 +107,25 @@ void Manager::check_open() const
     if (!backend_) throw Error("this SimManager is closed; create a new one");
 }
 
-void Manager::step()
+void Manager::step() { step_from(nullptr); }
+
+int64_t Manager::step_with_actions(const void* data, bool int64, bool refuse_done)
+{
+    const int64_t code = check_actions(data, int64, refuse_done);
+    if (code != -1) return code;
+    const ActionSource src{data, int64};
+    step_from(&src);
+    return -1;
+}
+
+void Manager::step_from(const ActionSource* actions)
 {
     check_open();
     const SimState& s = backend_->state();
+    if (actions && (recorder_ || trajectory_)) {  // both read the actions before the step
+        copy_actions(*actions);
+        actions = nullptr;
+    }
     if (recorder_) recorder_->step(s.reset_in, s.action_in);
     int32_t action[3] = {0, 0, 0};
     if (trajectory_) {  // the action as the step will use it: clamped
@@ -119,7 +134,7 @@ void Manager::step()
         action[1] = clamp_i(a[1], 0, kNumMoveAngles - 1);
         action[2] = clamp_i(a[2], 0, kNumRotates - 1);
     }
-    backend_->step();
+    backend_->step(actions);
     ++step_count_;
     if (recorder_ && recorder_->num_steps() % recorder_->checksum_interval() == 0) {
         backend_->state_hashes(hashes_.data());
@@ -228,7 +243,7 @@ int64_t first_bad_action(const T* a, int64_t rows)
 
 }  // namespace
 
-int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
+int64_t Manager::check_actions(const void* data, bool int64, bool refuse_done) const
 {
     check_open();
     const SimState& s = backend_->state();
@@ -240,13 +255,26 @@ int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
         for (int32_t w = 0; w < s.num_worlds; ++w)
             if (s.status[w] == kStatusFrozen) return -2 - (int64_t)w;
     }
-    if (int64) {
-        const int64_t* src = static_cast<const int64_t*>(data);
-        for (int64_t i = 0; i < 3 * rows; ++i) s.action_in[i] = (int32_t)src[i];
-    } else {
-        std::memcpy(s.action_in, data, (size_t)rows * 3 * sizeof(int32_t));
-    }
     return -1;
+}
+
+void Manager::copy_actions(const ActionSource& src)
+{
+    const SimState& s = backend_->state();
+    const int64_t n = (int64_t)s.num_worlds * s.num_agents * kActionDims;
+    if (src.int64) {
+        const int64_t* from = static_cast<const int64_t*>(src.data);
+        for (int64_t i = 0; i < n; ++i) s.action_in[i] = (int32_t)from[i];
+    } else {
+        std::memcpy(s.action_in, src.data, (size_t)n * sizeof(int32_t));
+    }
+}
+
+int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
+{
+    const int64_t code = check_actions(data, int64, refuse_done);
+    if (code == -1) copy_actions({data, int64});
+    return code;
 }
 
 std::shared_ptr<Storage> Manager::storage() const

@@ -77,6 +77,12 @@ public:
     // first out-of-range value (nothing written). With refuse_done, also returns
     // -2 - w for the first world w frozen in DISABLED mode (nothing written).
     int64_t set_actions(const void* data, bool int64, bool refuse_done);
+    // set_actions and step() in one call, without the intermediate copy: the step copies each
+    // world's rows as it reaches the world. Returns -1 when it stepped, else set_actions's
+    // error code (nothing written, nothing stepped).
+    int64_t step_with_actions(const void* data, bool int64, bool refuse_done);
+    // set_actions's validation alone: its return code, nothing written.
+    int64_t check_actions(const void* data, bool int64, bool refuse_done) const;
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
     void state_hashes(uint64_t* out);
 
@@ -98,6 +104,8 @@ public:
 
 private:
     void check_open() const;
+    void copy_actions(const ActionSource& src);
+    void step_from(const ActionSource* actions);
 
     Config cfg_;
     std::unique_ptr<Backend> backend_;

@@ -165,10 +165,13 @@ class EscapeRoomVectorEnv(VectorEnv):
         }
         self._all_envs = _read_only(np.ones(num_envs, dtype=np.bool_))
         self._running = _read_only(np.full(num_envs, -1, dtype=np.int32))
-        self._set_actions = sim._impl.set_actions
-        self._step = sim._impl.step
+        self._step_actions = sim._impl.step_actions
         self._refuse_done = mode is AutoresetMode.DISABLED
         self._same_step = mode is AutoresetMode.SAME_STEP
+        self._zero_copy_views = None
+        if not self.copy and not self._same_step:
+            self._zero_copy_views = (self._obs, self._rewards, self._terminated, self._truncated)
+            self._zero_copy_infos = self._infos(self._all_envs)
 
     @property
     def autoreset_mode(self) -> AutoresetMode:
@@ -204,17 +207,34 @@ class EscapeRoomVectorEnv(VectorEnv):
         """Steps every world once; actions are (num_envs, 3) int32/int64 (numpy or CPU torch)."""
         if type(actions) is not np.ndarray:
             actions = self._as_array(actions)
+        if self._zero_copy_views is None:
+            self._call_core(actions)
+            return self._outputs()
+        # copy=False without SAME_STEP: the results are the simulator's own buffers and a fresh
+        # dict of info views, all made before the step; the step leaves the caches cold, so what
+        # runs after it costs more than the same work before it.
+        infos = self._zero_copy_infos.copy()
+        obs, rewards, terminated, truncated = self._zero_copy_views
+        self._call_core(actions)
+        return obs, rewards, terminated, truncated, infos
+
+    def _call_core(self, actions: np.ndarray) -> None:
+        """Validates the actions and steps, in one core call (dtype and shape checked there too)."""
+        try:
+            code = self._step_actions(actions, self._refuse_done)
+        except (TypeError, ValueError):
+            self._check_actions_array(actions)  # the same failure, told in this env's terms
+            raise
+        if code != -1:
+            raise self._action_error(code, actions)
+
+    def _check_actions_array(self, actions: np.ndarray) -> None:
         if actions.dtype != np.int64 and actions.dtype != np.int32:
             raise TypeError(
                 f"actions must be an int32 or int64 array of shape ({self.num_envs}, 3), got dtype {actions.dtype}"
             )
         if actions.shape != (self.num_envs, 3):
             raise ValueError(f"actions must have shape ({self.num_envs}, 3), got {actions.shape}")
-        code = self._set_actions(actions, self._refuse_done)
-        if code != -1:
-            raise self._action_error(code, actions)
-        self._step(1)
-        return self._outputs()
 
     def _outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """The step's results from the simulator's buffers (fresh arrays when ``copy``)."""

@@ -807,6 +807,56 @@ def test_out_of_range_action_with_several_agents_names_the_flat_env_index():
     assert "move_amount" in str(excinfo.value)
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_step_actions_equals_set_actions_then_step(dtype, threads):
+    """``step_actions`` (what ``env.step`` calls) copies each world's rows inside the step; the
+    result must be bit-identical to writing the action tensor first, across thread chunks."""
+    worlds, agents = 97, 2
+    fused = er.SimManager(num_worlds=worlds, num_agents=agents, rand_seed=5, num_threads=threads)
+    plain = er.SimManager(num_worlds=worlds, num_agents=agents, rand_seed=5, num_threads=threads)
+    rng = np.random.default_rng(0)
+    for step in range(60):
+        actions = (rng.integers(0, 1 << 10, (worlds * agents, 3)) % NVEC).astype(dtype)
+        assert fused._impl.step_actions(actions) == -1
+        assert plain._impl.set_actions(actions) == -1
+        plain.step()
+        np.testing.assert_array_equal(fused.action_tensor().to_numpy().reshape(-1, 3), actions)
+        np.testing.assert_array_equal(fused.state_hashes(), plain.state_hashes(), err_msg=f"step {step}")
+        np.testing.assert_array_equal(fused.observation_tensor().to_numpy(), plain.observation_tensor().to_numpy())
+    assert fused._impl.step_count == plain._impl.step_count == 60
+
+
+def test_fused_step_actions_records_the_actions_it_used(tmp_path):
+    """While recording (and trajectory logging) the fused call writes the actions first, so the
+    file replays the same trajectory."""
+    envs = make_env(6, seed=3)
+    envs.reset(seed=3)
+    rng = np.random.default_rng(1)
+    path = tmp_path / "fused.bin"
+    with envs.sim.recording(path):
+        for _ in range(40):
+            envs.step((rng.integers(0, 1 << 10, (6, 3)) % NVEC).astype(np.int64))
+    final = envs.sim.state_hashes().copy()
+    replay = er.SimManager.from_replay(path)
+    while not replay.replay_step():
+        pass
+    np.testing.assert_array_equal(replay.state_hashes(), final)
+    replay.close()
+
+
+def test_step_actions_with_a_bad_action_steps_nothing():
+    sim = er.SimManager(num_worlds=4, rand_seed=0)
+    before = sim.state_hashes().copy()
+    actions = np.zeros((4, 3), np.int64)
+    actions[2, 1] = 8
+    assert sim._impl.step_actions(actions) == 2 * 3 + 1
+    assert sim._impl.check_actions(actions) == 2 * 3 + 1
+    assert sim._impl.step_count == 0
+    np.testing.assert_array_equal(sim.state_hashes(), before)
+    np.testing.assert_array_equal(sim.action_tensor().to_numpy(), 0)
+
+
 # -- construction and closing -------------------------------------------------------------------
 
 
