@@ -823,7 +823,9 @@ def test_fused_step_actions_equals_set_actions_then_step(dtype, threads):
         plain.step()
         np.testing.assert_array_equal(fused.action_tensor().to_numpy().reshape(-1, 3), actions)
         np.testing.assert_array_equal(fused.state_hashes(), plain.state_hashes(), err_msg=f"step {step}")
-        np.testing.assert_array_equal(fused.observation_tensor().to_numpy(), plain.observation_tensor().to_numpy())
+        np.testing.assert_array_equal(
+            fused.observation_tensor().to_numpy(), plain.observation_tensor().to_numpy()
+        )
     assert fused._impl.step_count == plain._impl.step_count == 60
 
 
