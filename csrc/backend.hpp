@@ -57,8 +57,9 @@ public:
     virtual void state_hashes(uint64_t* out) = 0;
 };
 
-// `cfg` holds the configuration fields of SimState; every world starts episode 0 of stream
-// rand_seed + w.
-std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, uint64_t rand_seed, int32_t num_threads);
+// `cfg` holds the configuration fields of SimState and `fixed_levels` its num_fixed_levels
+// custom levels; every world starts episode 0 of stream rand_seed + w.
+std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed,
+                                          int32_t num_threads);
 
 }  // namespace er

@@ -85,6 +85,59 @@ bool action_rows_wide(const Manager& mgr, const ActionArray& actions, const char
     return wide;
 }
 
+nb::list box_list(const er::Box* boxes, int32_t first, int32_t end)
+{
+    nb::list out;
+    for (int32_t i = first; i < end; ++i) out.append(nb::make_tuple(boxes[i].min_x, boxes[i].min_y, boxes[i].max_x, boxes[i].max_y));
+    return out;
+}
+
+nb::list point_list(const er::Vec2* points, int32_t n)
+{
+    nb::list out;
+    for (int32_t i = 0; i < n; ++i) out.append(nb::make_tuple(points[i].x, points[i].y));
+    return out;
+}
+
+template <class T>
+nb::list int_list(const T* values, int32_t n)
+{
+    nb::list out;
+    for (int32_t i = 0; i < n; ++i) out.append((int32_t)values[i]);
+    return out;
+}
+
+nb::dict compiled_level_dict(const er::LevelSource& src, int32_t num_agents)
+{
+    const er::CompiledLevel c = er::compile_level(src, num_agents);
+    const er::LevelData& lv = c.data;
+    nb::dict d;
+    d["rows"] = c.rows;
+    d["cols"] = c.cols;
+    d["bounds"] = nb::make_tuple(lv.min_x, lv.min_y, c.max_x, c.max_y);
+    d["norm_length"] = lv.norm_length;
+    d["walls"] = box_list(lv.statics, 0, c.num_walls);
+    d["doors"] = box_list(lv.statics, c.num_walls, lv.num_statics);
+    d["door_groups"] = int_list(lv.door_group, lv.num_doors);
+    d["momentary_groups"] = (int32_t)lv.momentary_groups;
+    d["buttons"] = point_list(lv.button_pos, lv.num_buttons);
+    d["button_groups"] = int_list(lv.button_group, lv.num_buttons);
+    d["cubes"] = point_list(lv.cube_start, lv.num_cubes);
+    d["spawns"] = point_list(lv.spawn, c.num_spawns < er::kMaxAgents ? c.num_spawns : er::kMaxAgents);
+    d["num_spawns"] = c.num_spawns;
+    d["exits"] = box_list(lv.exits, 0, lv.num_exits);
+    nb::list band_y;
+    for (int32_t k = 0; k <= lv.num_bands; ++k) band_y.append(lv.band_y[k]);
+    d["band_y"] = band_y;
+    d["band_doors"] = int_list(lv.band_door, lv.num_bands);
+    d["exit_y"] = lv.exit_y;
+    d["exit_target"] = nb::make_tuple(lv.exit_target.x, lv.exit_target.y);
+    nb::list warnings;
+    for (const std::string& w : c.warnings) warnings.append(w);
+    d["warnings"] = warnings;
+    return d;
+}
+
 void step_many(Manager& m, int64_t nstep)
 {
     if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
@@ -134,6 +187,16 @@ NB_MODULE(_core, m)
         .def_rw("group_radius", &er::RewardConfig::group_radius)
         .def_rw("escape_bonus", &er::RewardConfig::escape_bonus);
 
+    nb::class_<er::LevelSource>(m, "LevelSource")
+        .def(nb::init<>())
+        .def_rw("name", &er::LevelSource::name)
+        .def_rw("ascii", &er::LevelSource::ascii)
+        .def_rw("momentary", &er::LevelSource::momentary)
+        .def_rw("cell_size", &er::LevelSource::cell_size);
+
+    m.def("compile_level", &compiled_level_dict, "source"_a, "num_agents"_a,
+          "Compiles a custom level; returns its geometry as plain lists (escape_room_env.levels wraps them).");
+
     nb::class_<er::Config>(m, "Config")
         .def(nb::init<>())
         .def_rw("exec_mode", &er::Config::exec_mode)
@@ -144,6 +207,7 @@ NB_MODULE(_core, m)
         .def_rw("autoreset_mode", &er::Config::autoreset_mode)
         .def_rw("num_threads", &er::Config::num_threads)
         .def_rw("rooms", &er::Config::rooms)
+        .def_rw("levels", &er::Config::levels)
         .def_rw("episode_len", &er::Config::episode_len)
         .def_rw("reward", &er::Config::reward);
 

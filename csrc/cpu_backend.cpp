@@ -33,7 +33,8 @@ inline void prefetch_level(const LevelData* lv)
 
 class CpuBackend final : public Backend {
 public:
-    CpuBackend(const SimState& cfg, uint64_t rand_seed, int32_t num_threads) : pool_(num_threads)
+    CpuBackend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed, int32_t num_threads)
+        : pool_(num_threads)
     {
         const size_t bytes = state_bytes(cfg);
         void* base = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -45,6 +46,7 @@ public:
         storage_->release = std::free;
         state_ = bind_state(cfg, base);
         table_ = make_lidar_table();
+        for (int32_t i = 0; i < state_.num_fixed_levels; ++i) state_.fixed_levels[i] = fixed_levels[i];
         for (int32_t w = 0; w < state_.num_worlds; ++w) state_.seed[w] = rand_seed + (uint64_t)w;
         parallel_worlds([](CpuBackend& b, int32_t w) { begin_episode(b.state_, b.table_, w); });
     }
@@ -145,9 +147,10 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, uint64_t rand_seed, int32_t num_threads)
+std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed,
+                                          int32_t num_threads)
 {
-    return std::make_unique<CpuBackend>(cfg, rand_seed, num_threads);
+    return std::make_unique<CpuBackend>(cfg, fixed_levels, rand_seed, num_threads);
 }
 
 }  // namespace er

@@ -25,6 +25,7 @@ void validate(const Config& c)
         invalid("autoreset_mode must be NEXT_STEP (0), SAME_STEP (1) or DISABLED (2), got " + std::to_string(c.autoreset_mode));
     if (c.num_threads < 1 || c.num_threads > 1024)
         invalid("num_threads must be between 1 and 1024, got " + std::to_string(c.num_threads));
+    if (c.levels.size() > 1024) invalid("levels: at most 1024 levels, got " + std::to_string(c.levels.size()));
     if (c.rooms.empty() || (int32_t)c.rooms.size() > 4)
         invalid("rooms must list 1 to 4 room types, got " + std::to_string(c.rooms.size()));
     for (size_t k = 0; k < c.rooms.size(); ++k) {
@@ -88,9 +89,12 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
             invalid("gpu_id must be between 0 and " + std::to_string(n - 1) + ", got " + std::to_string(cfg_.gpu_id));
         throw CudaUnavailable("this build of escape_room_env has no CUDA simulation backend yet; use ExecMode.CPU");
     }
-    const SimState sc = make_config(cfg_);
+    std::vector<LevelData> levels;
+    for (const LevelSource& src : cfg_.levels) levels.push_back(compile_level(src, cfg_.num_agents).data);
+    SimState sc = make_config(cfg_);
+    sc.num_fixed_levels = (int32_t)levels.size();
     check_memory(state_bytes(sc), cfg_.num_worlds);
-    backend_ = make_cpu_backend(sc, cfg_.rand_seed, cfg_.num_threads);
+    backend_ = make_cpu_backend(sc, levels.data(), cfg_.rand_seed, cfg_.num_threads);
 }
 
 Manager::~Manager()

@@ -10,6 +10,7 @@
 
 #include "backend.hpp"
 #include "errors.hpp"
+#include "level_compiler.hpp"
 #include "recorder.hpp"
 
 namespace er {
@@ -25,6 +26,7 @@ struct Config {
     int32_t autoreset_mode = kSameStep;
     int32_t num_threads = 1;
     std::vector<int32_t> rooms;  // RoomType per room; empty: the default sequence for num_agents
+    std::vector<LevelSource> levels;  // custom levels, round-robin over worlds; empty: generated
     int32_t episode_len = kDefaultEpisodeLen;
     RewardConfig reward;
 };

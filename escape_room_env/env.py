@@ -37,6 +37,7 @@ class EscapeRoomEnv(gymnasium.Env):
         *,
         num_agents: int = 1,
         rooms: Sequence[str] | None = None,
+        levels: Any = None,
         seed: int | None = None,
         episode_len: int | None = None,
         max_episode_steps: int | None = None,
@@ -57,11 +58,12 @@ class EscapeRoomEnv(gymnasium.Env):
             autoreset_mode="disabled",
             num_threads=num_threads,
             rooms=rooms,
+            levels=levels,
             episode_len=resolve_episode_len(episode_len, max_episode_steps),
             reward=reward,
         )
         self.render_mode = None
-        self.observation_space = spaces.observation_space(1, len(self.sim.rooms))
+        self.observation_space = spaces.observation_space(1, len(self.sim.rooms), self.sim._compiled_levels)
         self.action_space = spaces.action_space()
         self._obs = self.sim.observation_tensor().to_numpy()[0, 0]
         self._actions = self.sim.action_tensor().to_numpy()[0, 0]

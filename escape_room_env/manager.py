@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from typing_extensions import Self
@@ -27,6 +28,7 @@ from escape_room_env.config import (
     parse_rooms,
 )
 from escape_room_env.errors import EscapeRoomError, ReplayDivergenceError
+from escape_room_env.levels import Level, compile_level, parse_levels
 
 ExecMode = _core.ExecMode
 Tensor = _core.Tensor
@@ -68,6 +70,9 @@ class SimManager:
         autoreset_mode: overrides ``auto_reset``: an ``AutoresetMode`` or its name.
         num_threads: CPU threads (default: the cores this process may use).
         rooms: room types of the generated level, 1 to 4 of ``ROOM_TYPES``.
+        levels: custom levels instead of the generated one (SPEC §2.7): one level or a list,
+            world w plays level w mod n; each an ASCII string, a dict, a shipped level's name,
+            a path or a :class:`~escape_room_env.levels.Level`.
         episode_len: steps before truncation.
         reward: a :class:`RewardConfig` or a dict of its fields.
 
@@ -93,6 +98,7 @@ class SimManager:
         autoreset_mode: AutoresetMode | str | None = None,
         num_threads: int | None = None,
         rooms: Sequence[str] | None = None,
+        levels: Any = None,
         episode_len: int = 200,
         reward: RewardConfig | Mapping[str, float] | None = None,
     ):
@@ -117,6 +123,13 @@ class SimManager:
             _default_num_threads() if num_threads is None else as_int("num_threads", num_threads)
         )
         cfg.rooms = parse_rooms(rooms)
+        self._levels = parse_levels(levels)
+        if self._levels and rooms is not None:
+            raise ValueError(
+                "pass rooms or levels, not both: rooms shape the generated level, levels replace it"
+            )
+        self._compiled_levels = tuple(compile_level(level, cfg.num_agents) for level in self._levels)
+        cfg.levels = [level._to_core() for level in self._levels]
         cfg.episode_len = as_int("episode_len", episode_len)
         self._reward = parse_reward(reward)
         cfg.reward = self._reward._to_core()
@@ -326,7 +339,8 @@ class SimManager:
                 num_agents=meta.num_agents,
                 autoreset_mode=meta.autoreset_mode,
                 num_threads=num_threads,
-                rooms=list(meta.rooms),
+                rooms=list(meta.rooms) or None,
+                levels=list(meta.levels) or None,
                 episode_len=meta.episode_len,
                 reward=dict(meta.reward),
             )
@@ -359,6 +373,7 @@ class SimManager:
             "episode_len": self.episode_len,
             "autoreset_mode": self.autoreset_mode,
             "rooms": self.rooms,
+            "levels": self.levels,
             "reward": dataclasses.asdict(self.reward_config),
         }
         theirs = {
@@ -367,6 +382,7 @@ class SimManager:
             "episode_len": meta.episode_len,
             "autoreset_mode": meta.autoreset_mode,
             "rooms": tuple(meta.rooms),
+            "levels": tuple(meta.levels),
             "reward": dict(meta.reward),
         }
         for field, value in mine.items():
@@ -465,11 +481,22 @@ class SimManager:
             "rand_seed": self.rand_seed,
             "rooms": list(self.rooms),
             "reward": dataclasses.asdict(self.reward_config),
+            **self._levels_config(),
             "checksum_interval": checksum_interval,
             "world_seeds": [int(s) for s in self._state("seed")],
             "world_episodes": [int(e) for e in self._state("episode")],
             "start": start,
             "recorded_with": f"escape_room_env {__version__}",
+        }
+
+    def _levels_config(self) -> dict:
+        """The custom levels and which world plays which (world w: level w mod n), if any."""
+        if not self._levels:
+            return {}
+        n = len(self._levels)
+        return {
+            "levels": [level.to_dict() for level in self._levels],
+            "world_levels": [w % n for w in range(self.num_worlds)],
         }
 
     def _attach_replay(self, replay) -> None:
@@ -512,7 +539,22 @@ class SimManager:
 
     @property
     def rooms(self) -> tuple[str, ...]:
+        """Room types of the generated level; () when custom levels replace it."""
+        if self._levels:
+            return ()
         return tuple(ROOM_TYPES[t] for t in self._impl.rooms)
+
+    @property
+    def levels(self) -> tuple[Level, ...]:
+        """The custom levels (world w plays ``levels[w % len(levels)]``); () for the generated level."""
+        return self._levels
+
+    def level_of_world(self, world: int) -> int | None:
+        """Index into :attr:`levels` of the level world ``world`` plays (None: generated)."""
+        world = as_int("world", world)
+        if not 0 <= world < self.num_worlds:
+            raise IndexError(f"world {world} out of range for {self.num_worlds} worlds")
+        return world % len(self._levels) if self._levels else None
 
     @property
     def reward_config(self) -> RewardConfig:

@@ -53,7 +53,7 @@ import types
 import warnings
 import zlib
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Union
 
 import numpy as np
@@ -63,6 +63,7 @@ from typing_extensions import Self
 from escape_room_env.action import NUM_CHOICES
 from escape_room_env.config import AUTORESET_FROM_CODE, ROOM_TYPES, RewardConfig
 from escape_room_env.errors import ReplayFormatError
+from escape_room_env.levels import Level
 
 __all__ = [
     "EndRecord",
@@ -240,7 +241,11 @@ class ReplayMetadata:
     complete: bool
     """True when the file has its END record and its header was finished on close."""
     rooms: tuple[str, ...]
-    """Room types of the generated level, in order."""
+    """Room types of the generated level, in order (() with custom levels)."""
+    levels: tuple[Level, ...] = dataclasses.field(repr=False)
+    """The custom levels (() for the generated level)."""
+    world_levels: tuple[int, ...] = dataclasses.field(repr=False)
+    """Index into ``levels`` of each world's level (world w: w mod len(levels)); () when generated."""
     reward: dict[str, float]
     """The RewardConfig fields the recording used."""
     world_seeds: tuple[int, ...] = dataclasses.field(repr=False)
@@ -790,7 +795,10 @@ def _check_config(config: object, h: types.SimpleNamespace) -> dict:
     if config["autoreset_mode"] != mode:
         raise bad(f"autoreset_mode is {config['autoreset_mode']!r}, the header says {mode!r}")
     rooms = config["rooms"]
-    if (
+    levels = _config_levels(config, h.num_worlds, bad)
+    if levels and rooms != []:
+        raise bad(f"rooms must be [] when the file holds levels, got {rooms!r}"[:300])
+    if not levels and (
         not isinstance(rooms, list)
         or not 1 <= len(rooms) <= 4
         or not all(isinstance(room, str) and room in ROOM_TYPES for room in rooms)
@@ -819,6 +827,27 @@ def _check_config(config: object, h: types.SimpleNamespace) -> dict:
     return config
 
 
+def _config_levels(config: dict, num_worlds: int, bad: Callable[[str], _Format]) -> tuple[Level, ...]:
+    """The config block's custom levels, checked, with their world assignment; () if none."""
+    if "levels" not in config and "world_levels" not in config:
+        return ()
+    specs, assignment = config.get("levels"), config.get("world_levels")
+    if not isinstance(specs, list) or not 1 <= len(specs) <= 1024:
+        raise bad(f"levels must list 1 to 1024 levels, got {type(specs).__name__}")
+    levels = []
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict):
+            raise bad(f"levels[{i}] must be a level's dict form, got {type(spec).__name__}")
+        try:
+            levels.append(Level.from_dict(spec, name=f"levels[{i}]"))
+        except (TypeError, ValueError) as e:
+            raise bad(f"levels[{i}]: {e}"[:300]) from None
+    expected = [w % len(levels) for w in range(num_worlds)]
+    if assignment != expected:
+        raise bad("world_levels must give world w the level w mod len(levels)")
+    return tuple(levels)
+
+
 def _metadata(
     h: types.SimpleNamespace, config: dict, num_steps: int, complete: bool, path: str
 ) -> ReplayMetadata:
@@ -836,6 +865,8 @@ def _metadata(
         checksum_interval=h.checksum_interval,
         complete=complete,
         rooms=tuple(config["rooms"]),
+        levels=_config_levels(config, h.num_worlds, lambda reason: _Format(HEADER_BYTES, reason)),
+        world_levels=tuple(config.get("world_levels", ())),
         reward=dict(config["reward"]),
         world_seeds=tuple(config["world_seeds"]),
         world_episodes=tuple(config["world_episodes"]),

@@ -51,6 +51,7 @@ class EscapeRoomVecEnv(VecEnv):
         num_envs: number of agents in total (``num_envs / num_agents`` worlds).
         num_agents: agents per world, 1 to 4.
         rooms: room types of the generated level (default: the sequence for num_agents).
+        levels: custom levels instead (SPEC §2.7): one or a list, world w plays level w mod n.
         seed: construction seed: world w starts stream ``seed + w`` (None: a random seed).
         num_threads: CPU threads (default: all cores of this process).
         episode_len / max_episode_steps: steps before truncation (aliases; default 200).
@@ -82,6 +83,7 @@ class EscapeRoomVecEnv(VecEnv):
         *,
         num_agents: int = 1,
         rooms: Sequence[str] | None = None,
+        levels: Any = None,
         seed: int | None = None,
         num_threads: int | None = None,
         episode_len: int | None = None,
@@ -92,6 +94,7 @@ class EscapeRoomVecEnv(VecEnv):
             num_envs,
             num_agents=num_agents,
             rooms=rooms,
+            levels=levels,
             seed=seed,
             num_threads=num_threads,
             episode_len=episode_len,

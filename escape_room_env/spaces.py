@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from gymnasium import spaces
 
 from escape_room_env.action import NUM_CHOICES
+from escape_room_env.levels import CompiledLevel
 
 __all__ = ["action_space", "observation_bounds", "observation_space"]
 
@@ -15,18 +17,23 @@ _LIDAR_RAYS = 30
 _ENTITY_SLOTS = 6
 
 
-def observation_bounds(num_agents: int, num_rooms: int) -> tuple[np.ndarray, np.ndarray]:
+def observation_bounds(
+    num_agents: int, num_rooms: int = 3, levels: Sequence[CompiledLevel] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-component (low, high) of the flat observation (SPEC §3 "Bounds").
 
-    Distances and positions lie in [0, R], R = the diagonal of the walled area over L;
-    angles in [-1, 1]; flags, types and lidar in [0, 1].
+    Distances and positions lie in [0, R], R = the diagonal of the walled area over L (with
+    custom ``levels``, the largest of theirs); angles in [-1, 1]; flags, types and lidar in [0, 1].
 
     >>> low, high = observation_bounds(1, 3)
     >>> low.shape, round(float(high[0]), 4), float(low[4]), float(high[5])
     ((87,), 1.254, -1.0, 1.0)
     """
-    length = num_rooms * 40.0 / 3.0
-    r_max = np.float32(math.hypot(20.0, length + 6.0) / length)
+    if levels:
+        r_max = np.float32(max(level.observation_radius for level in levels))
+    else:
+        length = num_rooms * 40.0 / 3.0
+        r_max = np.float32(math.hypot(20.0, length + 6.0) / length)
     dim = 87 + 3 * (num_agents - 1)
     low = np.zeros(dim, dtype=np.float32)
     high = np.ones(dim, dtype=np.float32)
@@ -47,9 +54,11 @@ def observation_bounds(num_agents: int, num_rooms: int) -> tuple[np.ndarray, np.
     return low, high
 
 
-def observation_space(num_agents: int, num_rooms: int) -> spaces.Box:
+def observation_space(
+    num_agents: int, num_rooms: int = 3, levels: Sequence[CompiledLevel] = ()
+) -> spaces.Box:
     """The single-agent observation ``Box(float32, (87 + 3 (A - 1),))`` with finite bounds."""
-    low, high = observation_bounds(num_agents, num_rooms)
+    low, high = observation_bounds(num_agents, num_rooms, levels)
     return spaces.Box(low=low, high=high, dtype=np.float32)
 
 

@@ -65,6 +65,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         num_envs: number of agents in total (``num_envs / num_agents`` worlds).
         num_agents: agents per world, 1 to 4 (a multiple-agent world shares done flags).
         rooms: room types of the generated level (default: the sequence for num_agents).
+        levels: custom levels instead (SPEC §2.7): one or a list, world w plays level w mod n.
         device: ``"cpu"`` (``"cuda"`` needs the CUDA backend).
         copy: return fresh arrays (default) or the simulator's own buffers (zero-copy).
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default), ``SAME_STEP`` or ``DISABLED``.
@@ -93,6 +94,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         *,
         num_agents: int = 1,
         rooms: Sequence[str] | None = None,
+        levels: Any = None,
         device: Any = "cpu",
         copy: bool = True,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -129,6 +131,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             autoreset_mode=mode,
             num_threads=num_threads,
             rooms=rooms,
+            levels=levels,
             episode_len=resolve_episode_len(episode_len, max_episode_steps),
             reward=reward,
         )
@@ -146,7 +149,9 @@ class EscapeRoomVectorEnv(VectorEnv):
         self.device = str(device)
         self.render_mode = None
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
-        self.single_observation_space = spaces.observation_space(sim.num_agents, len(sim.rooms))
+        self.single_observation_space = spaces.observation_space(
+            sim.num_agents, len(sim.rooms), sim._compiled_levels
+        )
         self.single_action_space = spaces.action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)

@@ -552,9 +552,9 @@ def test_config_disagreeing_with_the_header_or_out_of_range(write, override, rea
 
 
 def test_config_extra_keys_are_kept(write):
-    config = make_config(3, 2, 5, levels=[{"name": "x", "text": "####"}])
+    config = make_config(3, 2, 5, notes=[{"name": "x", "text": "####"}])
     meta = read_replay_metadata(write(with_config(json.dumps(config).encode())))
-    assert meta.config["levels"][0]["name"] == "x"
+    assert meta.config["notes"][0]["name"] == "x"
 
 
 # -- records ---------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ struct SimState {
     int32_t autoreset_mode;      // AutoresetMode
     int32_t num_rooms;           // generated level: room count, 1..4
     int32_t room_types[kMaxRooms];  // RoomType per room
+    int32_t num_fixed_levels;    // custom levels (SPEC §2.7): world w plays level w mod n; 0: generated
     RewardConfig reward_cfg;
 
     // Per world.
@@ -61,7 +62,8 @@ struct SimState {
     int32_t* last_reason;      // TerminationReason of the last finished episode (frozen worlds show it)
     uint8_t* door_open;        // [W * kMaxDoors], 0 / 1
     Vec2* cube_pos;            // [W * kMaxCubes], metres
-    LevelData* level;          // [W]
+    LevelData* level;          // [W], the level of each world's current episode
+    LevelData* fixed_levels;   // [num_fixed_levels], compiled custom levels
 
     // Per agent.
     Vec2* agent_pos;           // [W * A], metres

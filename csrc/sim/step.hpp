@@ -48,7 +48,10 @@ ER_HD inline void begin_episode(const SimState& s, const LidarTable& table, int3
 {
     const int32_t A = s.num_agents;
     LevelData& lv = s.level[w];
-    generate_level(s, w, lv);
+    if (s.num_fixed_levels > 0)
+        lv = s.fixed_levels[w % s.num_fixed_levels];
+    else
+        generate_level(s, w, lv);
     for (int32_t c = 0; c < kMaxCubes; ++c) s.cube_pos[w * kMaxCubes + c] = c < lv.num_cubes ? lv.cube_start[c] : Vec2{0.0f, 0.0f};
     for (int32_t d = 0; d < kMaxDoors; ++d) s.door_open[w * kMaxDoors + d] = 0;
     for (int32_t a = 0; a < A; ++a) {
