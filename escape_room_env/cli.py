@@ -1,7 +1,10 @@
 """The ``escape-room`` command line.
 
 escape-room train [--num-envs 1024] [--total-timesteps ...] [--max-minutes 15] ...
-escape-room info                      (build, CUDA, threads)
+escape-room info [FILE] [--json]      (a replay's metadata, or the build, CUDA, threads)
+escape-room record OUT / replay FILE  (recordings, SPEC §5.2)
+escape-room render-level NAME|FILE    (a custom level's top-down picture, PNG)
+escape-room bench                     (the quick core benchmark and its table)
 """
 
 from __future__ import annotations
@@ -187,6 +190,38 @@ def _replay_info(path: str, as_json: bool) -> int:
     return 0
 
 
+def _cmd_render_level(ns: argparse.Namespace) -> int:
+    import warnings
+
+    from escape_room_env.levels import LevelWarning, compile_level, load_level
+    from escape_room_env.render import level_picture, save_png
+
+    try:
+        level = load_level(ns.level)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LevelWarning)
+            compiled = compile_level(level, num_agents=ns.num_agents)
+    except (ValueError, OSError) as e:
+        print(f"escape-room render-level: {e}", file=sys.stderr)
+        return 2
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    out = ns.out or f"{level.name or 'level'}.png"
+    save_png(level_picture(compiled, pixels_per_metre=ns.pixels_per_metre), out)
+    print(
+        f"{level.name or ns.level}: {compiled.rows} x {compiled.cols} cells of {level.cell_size:g} m, "
+        f"{len(compiled.walls)} walls, {len(compiled.doors)} doors, {len(compiled.buttons)} buttons, "
+        f"{len(compiled.cubes)} cubes, {compiled.num_spawns} spawns, {len(compiled.band_doors)} door rows -> {out}"
+    )
+    return 0
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from escape_room_env.bench import main as bench_main
+
+    return bench_main(as_json=ns.json, peers=not ns.no_peers, worlds=ns.worlds, seconds=ns.seconds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="escape-room", description="escape_room_env command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     info_parser.add_argument("file", nargs="?", help="replay file")
     info_parser.add_argument("--json", action="store_true", help="machine-readable output")
     info_parser.set_defaults(func=_cmd_info)
+    render = sub.add_parser("render-level", help="a custom level's top-down picture (PNG)")
+    render.add_argument("level", help="a shipped level's name (corridor, maze, cooperation) or a level file")
+    render.add_argument("-o", "--out", help="PNG to write (default: <name>.png)")
+    render.add_argument("--pixels-per-metre", type=float, default=8.0)
+    render.add_argument("--num-agents", type=int, default=1, help="agents the level must have spawns for")
+    render.set_defaults(func=_cmd_render_level)
+    bench = sub.add_parser("bench", help="the quick core benchmark (full suite: benchmarks/bench_core.py)")
+    bench.add_argument("--json", action="store_true", help="JSON lines instead of the table")
+    bench.add_argument("--no-peers", action="store_true", help="skip EnvPool CartPole even if installed")
+    bench.add_argument("--worlds", type=int, nargs="+", default=[1, 64, 1024, 4096], help="num_worlds to measure")
+    bench.add_argument("--seconds", type=float, default=0.2, help="seconds per timed repeat")
+    bench.set_defaults(func=_cmd_bench)
     ns = parser.parse_args(argv)
     return ns.func(ns)
 
