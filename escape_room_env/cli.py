@@ -75,6 +75,7 @@ def _cmd_record(ns: argparse.Namespace) -> int:
         num_agents=ns.num_agents,
         autoreset_mode=ns.autoreset_mode,
         episode_len=ns.episode_len,
+        levels=ns.level,
     )
     actions = sim.action_tensor().to_numpy()
     obs = sim.observation_tensor().to_numpy()
@@ -175,6 +176,7 @@ def _replay_info(path: str, as_json: bool) -> int:
         "autoreset_mode": meta.autoreset_mode.name,
         "episode_len": meta.episode_len,
         "rooms": list(meta.rooms),
+        "levels": [level.name for level in meta.levels],
         "rules_version": meta.rules_version,
         "format_version": meta.format_version,
         "checksum_interval": meta.checksum_interval,
@@ -241,6 +243,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--autoreset-mode", default="same_step", choices=["same_step", "next_step", "disabled"]
     )
     record.add_argument("--checksum-interval", type=int, default=50)
+    record.add_argument(
+        "--level",
+        action="append",
+        help="a custom level (name or file) instead of the generated one; repeat for several",
+    )
     record.add_argument("--policy", help="a policy.pt saved by `escape-room train` (default: random actions)")
     record.set_defaults(func=_cmd_record)
     replay = sub.add_parser("replay", help="replay a recording, verifying its state hashes")
@@ -260,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="the quick core benchmark (full suite: benchmarks/bench_core.py)")
     bench.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     bench.add_argument("--no-peers", action="store_true", help="skip EnvPool CartPole even if installed")
-    bench.add_argument("--worlds", type=int, nargs="+", default=[1, 64, 1024, 4096], help="num_worlds to measure")
+    bench.add_argument(
+        "--worlds", type=int, nargs="+", default=[1, 64, 1024, 4096], help="num_worlds to measure"
+    )
     bench.add_argument("--seconds", type=float, default=0.2, help="seconds per timed repeat")
     bench.set_defaults(func=_cmd_bench)
     ns = parser.parse_args(argv)
