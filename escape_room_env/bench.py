@@ -149,7 +149,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(as_json: bool = False, peers: bool = True, worlds: Sequence[int] = WORLDS, seconds: float = 0.2) -> int:
+def main(
+    as_json: bool = False, peers: bool = True, worlds: Sequence[int] = WORLDS, seconds: float = 0.2
+) -> int:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, escape_room_env {er.__version__}"
     rows = run_quick(worlds=worlds, seconds=seconds, peers=peers)
     if as_json:
