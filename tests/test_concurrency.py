@@ -1,0 +1,351 @@
+"""Threads (SPEC §4, §8): steps release the GIL, separate managers run in parallel with the same
+results as one after the other, and a manager shared by threads without a lock either runs a
+call or raises ``EscapeRoomError`` — it never corrupts its state.
+
+"Never corrupts" is checked with the recorder: every call that runs is written to the file in
+the order it ran (inside the manager's lock), so a replay of a file recorded while two threads
+raced must reproduce the live manager bit for bit.
+
+Two unlocked calls racing a step crash the interpreter today (``disable_trajectory_logging``
+and ``load_replay``); they are in the "Known bugs" section of ``docs/bad-inputs.md``, not here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from helpers import random_actions
+
+import escape_room_env as er
+
+BUSY = r"already running a call in another thread"
+
+
+def run_threads(*targets, timeout: float = 120.0) -> None:
+    """Runs the targets in threads started together; re-raises the first exception."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(targets))
+
+    def wrap(fn):
+        def run():
+            try:
+                barrier.wait()
+                fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                errors.append(e)
+
+        return run
+
+    threads = [threading.Thread(target=wrap(fn)) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+def scripted_run(cfg: dict, actions: list[np.ndarray], nstep: int) -> list[bytes]:
+    """Steps a fresh manager through ``actions`` (nstep each); the state and outputs after each."""
+    out = []
+    with er.SimManager(**cfg) as sim:
+        for act in actions:
+            sim.action_tensor().to_numpy()[:] = act
+            sim.step(nstep=nstep)
+            out.append(
+                sim.state_hashes().tobytes()
+                + sim.observation_tensor().to_numpy().tobytes()
+                + sim.reward_tensor().to_numpy().tobytes()
+                + sim.done_tensor().to_numpy().tobytes()
+            )
+    return out
+
+
+# -- the GIL -----------------------------------------------------------------------------------
+
+
+def test_step_releases_the_gil_so_python_threads_run_meanwhile():
+    sim = er.SimManager(num_worlds=256, num_threads=1, rand_seed=0)
+    nstep = calibrated_nstep(sim, 0.4)
+    ticks = 0
+    finished = threading.Event()
+
+    def stepper():
+        sim.step(nstep=nstep)
+        finished.set()
+
+    t = threading.Thread(target=stepper)
+    t.start()
+    while not finished.is_set():  # Python work that needs the GIL while the step runs
+        ticks += 1
+        time.sleep(0)
+    t.join()
+    # Holding the GIL for the whole call would allow a handful of ticks at most.
+    assert ticks > 200, ticks
+    sim.close()
+
+
+def test_vector_env_step_releases_the_gil():
+    envs = er.EscapeRoomVectorEnv(4096, seed=0, num_threads=1)
+    envs.reset(seed=0)
+    actions = np.zeros((4096, 3), np.int64)
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            time.sleep(0)
+        ticks.append(n)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    start = time.perf_counter()
+    steps = 0
+    while time.perf_counter() - start < 0.4:
+        envs._step_actions(actions, False)  # the core call of envs.step, without Python around it
+        steps += 1
+    stop.set()
+    t.join()
+    assert steps > 0 and ticks[0] > 50, (steps, ticks)
+    envs.close()
+
+
+# -- separate managers in parallel -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threads_per_manager", [1, 2])
+def test_two_managers_stepped_concurrently_match_the_same_runs_one_after_the_other(threads_per_manager):
+    rng = np.random.default_rng(11)
+    cfgs = [
+        {
+            "num_worlds": 96,
+            "num_agents": 2,
+            "rand_seed": 1,
+            "episode_len": 30,
+            "num_threads": threads_per_manager,
+        },
+        {
+            "num_worlds": 64,
+            "num_agents": 1,
+            "rand_seed": 2,
+            "episode_len": 45,
+            "num_threads": threads_per_manager,
+            "autoreset_mode": "next_step",
+        },
+    ]
+    acts = [[random_actions(rng, c["num_worlds"], c["num_agents"]) for _ in range(40)] for c in cfgs]
+    sequential = [scripted_run(c, a, nstep=7) for c, a in zip(cfgs, acts)]
+    concurrent: list = [None, None]
+
+    def job(k):
+        def run():
+            concurrent[k] = scripted_run(cfgs[k], acts[k], nstep=7)
+
+        return run
+
+    run_threads(job(0), job(1))
+    for k in range(2):
+        assert len(concurrent[k]) == 40
+        for i, (a, b) in enumerate(zip(sequential[k], concurrent[k])):
+            assert a == b, f"manager {k} differs after call {i}"
+
+
+def test_two_vector_envs_stepped_concurrently_match_one_after_the_other():
+    rng = np.random.default_rng(12)
+    acts = [rng.integers(0, er.action.NUM_CHOICES, (32, 3)) for _ in range(60)]
+
+    def run(seed):
+        envs = er.EscapeRoomVectorEnv(32, num_agents=2, seed=seed, num_threads=1)
+        obs, _ = envs.reset(seed=seed)
+        out = [obs]
+        for a in acts:
+            obs, rew, term, trunc, _ = envs.step(a)
+            out.append(np.concatenate([obs.ravel(), rew, term, trunc]))
+        envs.close()
+        return out
+
+    sequential = [run(5), run(6)]
+    concurrent: list = [None, None]
+
+    def job(k, seed):
+        def go():
+            concurrent[k] = run(seed)
+
+        return go
+
+    run_threads(job(0, 5), job(1, 6))
+    for k in range(2):
+        for i, (a, b) in enumerate(zip(sequential[k], concurrent[k])):
+            np.testing.assert_array_equal(a, b, err_msg=f"env {k}, step {i}")
+
+
+# -- one manager shared without a lock ---------------------------------------------------------
+
+
+def test_shared_manager_stepped_from_two_threads_runs_each_call_or_raises():
+    sim = er.SimManager(num_worlds=64, num_threads=2, rand_seed=3)
+    sim.action_tensor().to_numpy()[:] = (2, 1, 3)
+    ran = [0, 0]
+    refused = [0, 0]
+
+    def worker(k):
+        def run():
+            for _ in range(150):
+                try:
+                    sim.step(nstep=4)
+                    ran[k] += 1
+                except er.EscapeRoomError as e:
+                    assert BUSY in str(e), str(e)
+                    refused[k] += 1
+
+        return run
+
+    run_threads(worker(0), worker(1))
+    assert sum(ran) > 0
+    # Every call that ran stepped exactly nstep times, whatever the interleaving.
+    assert sim.step_count == 4 * sum(ran)
+    twin = er.SimManager(num_worlds=64, num_threads=1, rand_seed=3)
+    twin.action_tensor().to_numpy()[:] = (2, 1, 3)
+    twin.step(nstep=4 * sum(ran))
+    np.testing.assert_array_equal(sim.state_hashes(), twin.state_hashes())
+    np.testing.assert_array_equal(sim.observation_tensor().to_numpy(), twin.observation_tensor().to_numpy())
+    sim.close()
+    twin.close()
+
+
+def test_shared_manager_raced_by_steps_and_resets_replays_exactly_from_its_recording(tmp_path):
+    """Steps, seeded and unseeded resets and fused action+step calls from three threads: whatever
+    ran is in the recording in the order it ran, and the replay ends in the live manager's state."""
+    path = tmp_path / "raced.bin"
+    W = 48
+    sim = er.SimManager(num_worlds=W, num_threads=2, rand_seed=3, episode_len=40)
+    sim.action_tensor().to_numpy()[:] = (3, 0, 2)
+    sim.start_recording(path, seed=8, checksum_interval=5)
+    ran = {"step": 0, "reset": 0, "fused": 0}
+    refused = {"step": 0, "reset": 0, "fused": 0}
+
+    def keep_calling(kind, make_call):
+        """Calls until 40 calls ran (a refused call returns at once, so back off a little)."""
+        for attempt in range(20_000):
+            if ran[kind] == 40:
+                return
+            try:
+                make_call(attempt)()
+            except er.EscapeRoomError as e:
+                assert BUSY in str(e), str(e)
+                refused[kind] += 1
+                time.sleep(0.0002)
+            else:
+                ran[kind] += 1
+        raise AssertionError(f"{kind}: only {ran[kind]} of 40 calls ran")
+
+    def stepper():
+        keep_calling("step", lambda i: lambda: sim.step(nstep=3))
+
+    def resetter():
+        rng = np.random.default_rng(1)
+
+        def make(i):
+            mask = rng.random(W) < 0.3
+            seeds = rng.integers(0, 2**63, W, dtype=np.uint64) if i % 2 else None
+            return lambda: sim.reset_worlds(mask, seeds=seeds)
+
+        keep_calling("reset", make)
+
+    def fused():
+        rng = np.random.default_rng(2)
+
+        def make(i):
+            acts = rng.integers(0, er.action.NUM_CHOICES, (W, 3))
+            return lambda: sim._impl.step_actions(acts)
+
+        keep_calling("fused", make)
+
+    run_threads(stepper, resetter, fused)
+    sim.step()  # the file ends with a step, so the replay reaches every recorded reset
+    want = sim.state_hashes().copy()
+    want_obs = sim.observation_tensor().to_numpy().copy()
+    assert sim.stop_recording() == 3 * 40 + 40 + 1
+    sim.close()
+    with er.SimManager.from_replay(path, num_threads=1) as replay:
+        while not replay.replay_step():
+            pass
+        np.testing.assert_array_equal(replay.state_hashes(), want)
+        np.testing.assert_array_equal(replay.observation_tensor().to_numpy(), want_obs)
+
+
+def test_shared_vector_env_stepped_from_two_threads_runs_each_step_or_raises():
+    envs = er.EscapeRoomVectorEnv(16, seed=4, num_threads=2, autoreset_mode="same_step")
+    envs.reset(seed=4)
+    actions = np.tile(np.array([1, 2, 3], np.int64), (16, 1))
+    ran = [0, 0]
+
+    def worker(k):
+        def run():
+            for _ in range(200):
+                try:
+                    obs = envs.step(actions)[0]
+                except er.EscapeRoomError as e:
+                    assert BUSY in str(e), str(e)
+                    continue
+                assert obs.shape == (16, 87) and np.isfinite(obs).all()
+                ran[k] += 1
+
+        return run
+
+    run_threads(worker(0), worker(1))
+    twin = er.EscapeRoomVectorEnv(16, seed=4, num_threads=1, autoreset_mode="same_step")
+    twin.reset(seed=4)
+    for _ in range(sum(ran)):
+        twin.step(actions)
+    assert envs.sim.step_count == sum(ran)
+    np.testing.assert_array_equal(envs.sim.state_hashes(), twin.sim.state_hashes())
+    envs.close()
+    twin.close()
+
+
+def calibrated_nstep(sim: er.SimManager, seconds: float) -> int:
+    """About how many steps of ``sim`` take ``seconds``."""
+    sim.step(nstep=5)
+    start = time.perf_counter()
+    sim.step(nstep=50)
+    return max(50, int(seconds / ((time.perf_counter() - start) / 50)))
+
+
+def test_close_while_another_thread_steps_raises_and_leaves_the_manager_usable():
+    sim = er.SimManager(num_worlds=256, num_threads=1, rand_seed=0)
+    nstep = calibrated_nstep(sim, 0.5)
+    before = sim.step_count
+    stepping = threading.Event()
+    refusals = []
+
+    def stepper():
+        stepping.set()
+        sim.step(nstep=nstep)
+
+    def closer():
+        stepping.wait()
+        time.sleep(0.02)
+        for _ in range(20):  # well within the step's half second
+            try:
+                sim.close()
+            except er.EscapeRoomError as e:
+                refusals.append(str(e))
+                time.sleep(0.002)
+            else:
+                return
+
+    run_threads(stepper, closer)
+    assert refusals, "close() never overlapped the step"
+    assert all("cannot close a SimManager while another thread is stepping it" in r for r in refusals)
+    assert not sim.closed
+    assert sim.step_count == before + nstep  # the step finished unharmed
+    sim.step()
+    sim.close()
+    assert sim.closed
