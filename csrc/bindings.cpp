@@ -3,6 +3,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -209,7 +210,10 @@ NB_MODULE(_core, m)
         .def_rw("rooms", &er::Config::rooms)
         .def_rw("levels", &er::Config::levels)
         .def_rw("episode_len", &er::Config::episode_len)
-        .def_rw("reward", &er::Config::reward);
+        .def_rw("reward", &er::Config::reward)
+        .def_rw("enable_batch_renderer", &er::Config::enable_batch_renderer)
+        .def_rw("render_width", &er::Config::render_width)
+        .def_rw("render_height", &er::Config::render_height);
 
     nb::class_<Tensor>(m, "Tensor",
                        "A zero-copy view of one simulation array (the seed's madrona.Tensor).\n\n"
@@ -349,5 +353,10 @@ NB_MODULE(_core, m)
         .def_prop_ro("episode_len", [](const Manager& mgr) { return mgr.config().episode_len; })
         .def_prop_ro("autoreset_mode", [](const Manager& mgr) { return mgr.config().autoreset_mode; })
         .def_prop_ro("rooms", [](const Manager& mgr) { return mgr.config().rooms; })
-        .def_prop_ro("obs_dim", &Manager::obs_dim);
+        .def_prop_ro("obs_dim", &Manager::obs_dim)
+        .def_prop_ro("render_size", [](const Manager& mgr) -> std::optional<std::pair<int32_t, int32_t>> {
+            const er::Config& c = mgr.config();
+            if (!c.enable_batch_renderer) return std::nullopt;
+            return std::make_pair(c.render_height, c.render_width);
+        });
 }

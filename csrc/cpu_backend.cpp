@@ -6,6 +6,7 @@
 #include <new>
 
 #include "backend.hpp"
+#include "sim/render.hpp"
 #include "sim/step.hpp"
 #include "thread_pool.hpp"
 
@@ -48,7 +49,10 @@ public:
         table_ = make_lidar_table();
         for (int32_t i = 0; i < state_.num_fixed_levels; ++i) state_.fixed_levels[i] = fixed_levels[i];
         for (int32_t w = 0; w < state_.num_worlds; ++w) state_.seed[w] = rand_seed + (uint64_t)w;
-        parallel_worlds([](CpuBackend& b, int32_t w) { begin_episode(b.state_, b.table_, w); });
+        parallel_worlds([](CpuBackend& b, int32_t w) {
+            begin_episode(b.state_, b.table_, w);
+            b.render(w);
+        });
     }
 
     const SimState& state() const override { return state_; }
@@ -60,6 +64,7 @@ public:
             parallel_worlds([](CpuBackend& b, int32_t w) {
                 if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
                 step_world(b.state_, b.table_, w);
+                b.render(w);
             });
             return;
         }
@@ -71,6 +76,7 @@ public:
             if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
             b.copy_actions(w);
             step_world(b.state_, b.table_, w);
+            b.render(w);
         });
     }
 
@@ -79,7 +85,9 @@ public:
         mask_ = mask;
         seeds_ = seeds;
         parallel_worlds([](CpuBackend& b, int32_t w) {
-            if (b.mask_[w]) reset_world(b.state_, b.table_, w, b.seeds_ != nullptr, b.seeds_ ? b.seeds_[w] : 0);
+            if (!b.mask_[w]) return;
+            reset_world(b.state_, b.table_, w, b.seeds_ != nullptr, b.seeds_ ? b.seeds_[w] : 0);
+            b.render(w);
         });
     }
 
@@ -89,7 +97,10 @@ public:
             state_.seed[w] = seeds[w];
             state_.episode[w] = episodes[w];
         }
-        parallel_worlds([](CpuBackend& b, int32_t w) { begin_episode(b.state_, b.table_, w); });
+        parallel_worlds([](CpuBackend& b, int32_t w) {
+            begin_episode(b.state_, b.table_, w);
+            b.render(w);
+        });
     }
 
     void state_hashes(uint64_t* out) override
@@ -98,6 +109,12 @@ public:
     }
 
 private:
+    // The batch renderer's images of world w, when it is on.
+    void render(int32_t w)
+    {
+        if (state_.render_width > 0) render_world(state_, w);
+    }
+
     void copy_actions(int32_t w)
     {
         const size_t n = (size_t)kActionDims * state_.num_agents, first = (size_t)w * n;

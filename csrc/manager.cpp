@@ -1,5 +1,7 @@
 #include "manager.hpp"
 
+#include "sim/render.hpp"
+
 #include <unistd.h>
 
 #include <cstring>
@@ -25,6 +27,10 @@ void validate(const Config& c)
         invalid("autoreset_mode must be NEXT_STEP (0), SAME_STEP (1) or DISABLED (2), got " + std::to_string(c.autoreset_mode));
     if (c.num_threads < 1 || c.num_threads > 1024)
         invalid("num_threads must be between 1 and 1024, got " + std::to_string(c.num_threads));
+    if (c.enable_batch_renderer && (c.render_width < 1 || c.render_width > kMaxRenderSize || c.render_height < 1 ||
+                                    c.render_height > kMaxRenderSize))
+        invalid("render_width and render_height must be between 1 and " + std::to_string(kMaxRenderSize) + ", got " +
+                std::to_string(c.render_width) + " x " + std::to_string(c.render_height));
     if (c.levels.size() > 1024) invalid("levels: at most 1024 levels, got " + std::to_string(c.levels.size()));
     if (c.rooms.empty() || (int32_t)c.rooms.size() > 4)
         invalid("rooms must list 1 to 4 room types, got " + std::to_string(c.rooms.size()));
@@ -53,6 +59,8 @@ SimState make_config(const Config& c)
     s.num_rooms = (int32_t)c.rooms.size();
     for (int32_t k = 0; k < s.num_rooms; ++k) s.room_types[k] = c.rooms[k];
     s.reward_cfg = c.reward;
+    s.render_width = c.enable_batch_renderer ? c.render_width : 0;
+    s.render_height = c.enable_batch_renderer ? c.render_height : 0;
     return s;
 }
 
@@ -346,6 +354,13 @@ TensorDesc Manager::tensor(const std::string& name) const
     if (name == "final_progress") return per_agent(s.final_progress_out, DType::Float32, true);
     if (name == "final_elapsed_steps") return per_agent(s.final_elapsed_out, DType::Int32, true);
     if (name == "final_doors_opened") return per_agent(s.final_doors_out, DType::Int32, true);
+    if (name == "rgb" || name == "depth") {
+        if (s.render_width == 0)
+            throw Error(name + "_tensor() needs the batch renderer: pass enable_batch_renderer=True");
+        const int64_t H = s.render_height, Wp = s.render_width;
+        if (name == "rgb") return {s.rgb_out, DType::UInt8, {W, A, H, Wp, 3}, {A * H * Wp * 3, H * Wp * 3, Wp * 3, 3, 1}};
+        return {s.depth_out, DType::Float32, {W, A, H, Wp, 1}, {A * H * Wp, H * Wp, Wp, 1, 1}};
+    }
     if (name == "self_observation") return obs_view(s.obs_out, kObsSelf, {5});
     if (name == "door_observation") return obs_view(s.obs_out, kObsDoor, {3});
     if (name == "room_entity_observations") return obs_view(s.obs_out, kObsEntities, {kEntitySlots, 3});

@@ -29,6 +29,8 @@ struct Config {
     std::vector<LevelSource> levels;  // custom levels, round-robin over worlds; empty: generated
     int32_t episode_len = kDefaultEpisodeLen;
     RewardConfig reward;
+    bool enable_batch_renderer = false;
+    int32_t render_width = 64, render_height = 64;  // pixels, when the batch renderer is on
 };
 
 enum class DType : int32_t { Int32, Float32, Bool, UInt8, Int8, UInt32, UInt64 };

@@ -43,6 +43,9 @@ void for_each_array(SimState& s, F&& f)
     f(s.final_progress_out, WA);
     f(s.final_elapsed_out, WA);
     f(s.final_doors_out, WA);
+    const size_t pixels = WA * (size_t)s.render_width * (size_t)s.render_height;
+    f(s.rgb_out, 3 * pixels);
+    f(s.depth_out, pixels);
 }
 
 size_t round_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }

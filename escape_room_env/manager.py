@@ -65,7 +65,8 @@ class SimManager:
         num_worlds: number of independent worlds.
         rand_seed: world w uses the random stream ``rand_seed + w``.
         auto_reset: the seed's switch: True is ``SAME_STEP``, False is ``DISABLED``.
-        enable_batch_renderer: first-person RGB / depth rendering (not in this version: raises).
+        enable_batch_renderer: each agent's first-person RGB image and depth map, rendered every
+            step into :meth:`rgb_tensor` and :meth:`depth_tensor` (SPEC §6).
         num_agents: agents per world, 1 to 4.
         autoreset_mode: overrides ``auto_reset``: an ``AutoresetMode`` or its name.
         num_threads: CPU threads (default: the cores this process may use).
@@ -75,6 +76,7 @@ class SimManager:
             a path or a :class:`~escape_room_env.levels.Level`.
         episode_len: steps before truncation.
         reward: a :class:`RewardConfig` or a dict of its fields.
+        render_width, render_height: the batch renderer's image size in pixels (1 to 1024).
 
     >>> import escape_room_env as er
     >>> sim = er.SimManager(num_worlds=4, rand_seed=7)
@@ -101,14 +103,15 @@ class SimManager:
         levels: Any = None,
         episode_len: int = 200,
         reward: RewardConfig | Mapping[str, float] | None = None,
+        render_width: int = 64,
+        render_height: int = 64,
     ):
         if not isinstance(exec_mode, ExecMode):
             raise TypeError(f"exec_mode must be ExecMode.CPU or ExecMode.CUDA, got {exec_mode!r}")
-        if enable_batch_renderer:
-            raise ValueError(
-                "enable_batch_renderer=True: the batch renderer is not part of this version of escape_room_env"
-            )
         cfg = _core.Config()
+        cfg.enable_batch_renderer = bool(enable_batch_renderer)
+        cfg.render_width = as_int("render_width", render_width)
+        cfg.render_height = as_int("render_height", render_height)
         cfg.exec_mode = exec_mode
         cfg.gpu_id = as_int("gpu_id", gpu_id)
         cfg.num_worlds = as_int("num_worlds", num_worlds)
@@ -663,6 +666,24 @@ class SimManager:
     def final_doors_opened_tensor(self) -> Tensor:
         """[W, A, 1] int32: doors open when the episode ended on a SAME_STEP done step."""
         return self._tensor("final_doors_opened")
+
+    def rgb_tensor(self) -> Tensor:
+        """[W, A, H, Wpx, 3] uint8: each agent's first-person image (needs enable_batch_renderer)."""
+        return self._tensor("rgb")
+
+    def depth_tensor(self) -> Tensor:
+        """[W, A, H, Wpx, 1] float32: metres along each pixel's view ray, at most 40 (needs
+        enable_batch_renderer)."""
+        return self._tensor("depth")
+
+    @property
+    def batch_renderer_enabled(self) -> bool:
+        return self._impl.render_size is not None
+
+    @property
+    def render_size(self) -> tuple[int, int] | None:
+        """(height, width) of the batch renderer's images; None when it is off."""
+        return self._impl.render_size
 
 
 def _check_rules_version(replay) -> None:

@@ -22,13 +22,15 @@ __all__ = ["COLOURS", "level_picture", "save_png", "top_down"]
 # RGB of each entity class.
 COLOURS: dict[str, tuple[int, int, int]] = {
     "floor": (236, 236, 232),
-    "wall": (64, 64, 72),
-    "door": (196, 112, 36),  # closed
-    "open_door": (246, 206, 160),
-    "button": (214, 48, 48),
-    "cube": (58, 104, 200),
-    "agent": (36, 164, 84),
-    "exit": (250, 214, 56),
+    "exit": (206, 238, 196),  # the exit zone, tinted
+    "wall": (110, 110, 118),
+    "door": (204, 52, 52),  # closed
+    "open_door": (96, 192, 96),
+    "button": (214, 184, 40),
+    "pressed_button": (255, 236, 96),
+    "cube": (140, 92, 52),
+    "agent": (52, 100, 220),
+    "heading": (255, 255, 255),  # a mark from an agent's centre toward where it faces
 }
 
 _AGENT_RADIUS = 1.0

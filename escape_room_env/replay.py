@@ -63,7 +63,7 @@ from typing_extensions import Self
 from escape_room_env.action import NUM_CHOICES
 from escape_room_env.config import AUTORESET_FROM_CODE, ROOM_TYPES, RewardConfig
 from escape_room_env.errors import ReplayFormatError
-from escape_room_env.levels import Level
+from escape_room_env.levels import Level, LevelWarning, compile_level
 
 __all__ = [
     "EndRecord",
@@ -708,6 +708,8 @@ class ReplayFile:
         self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_num_steps"):  # the constructor failed
+            return f"<ReplayFile {getattr(self, 'path', '?')!r} (unread)>"
         state = "closed" if self.closed else f"{len(self)} records"
         return f"<ReplayFile {self.path!r} ({state}, {self._num_steps} steps)>"
 
@@ -795,7 +797,7 @@ def _check_config(config: object, h: types.SimpleNamespace) -> dict:
     if config["autoreset_mode"] != mode:
         raise bad(f"autoreset_mode is {config['autoreset_mode']!r}, the header says {mode!r}")
     rooms = config["rooms"]
-    levels = _config_levels(config, h.num_worlds, bad)
+    levels = _config_levels(config, h.num_worlds, h.num_agents, bad)
     if levels and rooms != []:
         raise bad(f"rooms must be [] when the file holds levels, got {rooms!r}"[:300])
     if not levels and (
@@ -827,8 +829,11 @@ def _check_config(config: object, h: types.SimpleNamespace) -> dict:
     return config
 
 
-def _config_levels(config: dict, num_worlds: int, bad: Callable[[str], _Format]) -> tuple[Level, ...]:
-    """The config block's custom levels, checked, with their world assignment; () if none."""
+def _config_levels(
+    config: dict, num_worlds: int, num_agents: int, bad: Callable[[str], _Format]
+) -> tuple[Level, ...]:
+    """The config block's custom levels, compiled to check them, with their world assignment;
+    () if none."""
     if "levels" not in config and "world_levels" not in config:
         return ()
     specs, assignment = config.get("levels"), config.get("world_levels")
@@ -840,6 +845,9 @@ def _config_levels(config: dict, num_worlds: int, bad: Callable[[str], _Format])
             raise bad(f"levels[{i}] must be a level's dict form, got {type(spec).__name__}")
         try:
             levels.append(Level.from_dict(spec, name=f"levels[{i}]"))
+            with warnings.catch_warnings():  # the recording warned already
+                warnings.simplefilter("ignore", LevelWarning)
+                compile_level(levels[-1], num_agents)
         except (TypeError, ValueError) as e:
             raise bad(f"levels[{i}]: {e}"[:300]) from None
     expected = [w % len(levels) for w in range(num_worlds)]
@@ -865,7 +873,7 @@ def _metadata(
         checksum_interval=h.checksum_interval,
         complete=complete,
         rooms=tuple(config["rooms"]),
-        levels=_config_levels(config, h.num_worlds, lambda reason: _Format(HEADER_BYTES, reason)),
+        levels=_config_levels(config, h.num_worlds, h.num_agents, lambda reason: _Format(HEADER_BYTES, reason)),
         world_levels=tuple(config.get("world_levels", ())),
         reward=dict(config["reward"]),
         world_seeds=tuple(config["world_seeds"]),

@@ -480,21 +480,11 @@ def test_dedent_and_blank_lines_around_the_rows():
     np.testing.assert_array_equal(compile_level("S a\n 1 \nE  ").doors, compile_level(text).doors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="levels._normalise uses textwrap.dedent, which turns a whitespace-only row (all floor) "
-    "into an empty row: 'ragged rows' although every row has 3 cells",
-)
 def test_row_of_spaces_is_a_row_of_floor():
     level = compile_level("S  \n   \nE  ")
     assert (level.rows, level.cols) == (3, 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Level.from_dict dedents a list of rows: rows that all start with a space (floor) lose "
-    "that column, moving the spawn by one cell",
-)
 def test_list_of_rows_keeps_a_leading_column_of_floor():
     level = compile_level({"ascii": [" S", " E"]})
     assert level.cols == 2
@@ -715,7 +705,7 @@ def test_custom_level_round_trips_through_a_replay(tmp_path):
         np.testing.assert_array_equal(replay.state_hashes(), sim.state_hashes())
 
 
-LEVEL_DICT = {"name": "x", "ascii": "S\nE", "momentary": [], "cell_size": 2.0}
+LEVEL_DICT = {"name": "x", "ascii": "SS\nEE", "momentary": [], "cell_size": 2.0}
 
 
 @pytest.mark.parametrize(
@@ -767,7 +757,7 @@ LEVEL_DICT = {"name": "x", "ascii": "S\nE", "momentary": [], "cell_size": 2.0}
     ],
 )
 def test_corrupted_levels_in_a_replay_config_raise(tmp_path, override, reason):
-    # GOOD: the test-written replay of test_replay_format (3 worlds, 2 agents).
+    # GOOD: the test-written replay of test_replay_format (3 worlds, 2 agents: LEVEL_DICT has 2 S).
     config = {**make_config(3, 2, 5), "rooms": [], **override}
     path = tmp_path / "bad.bin"
     path.write_bytes(with_config(json.dumps(config).encode(), GOOD))
@@ -778,21 +768,15 @@ def test_corrupted_levels_in_a_replay_config_raise(tmp_path, override, reason):
 
 
 def test_levels_in_a_replay_config_are_read_back(tmp_path):
-    two = {**LEVEL_DICT, "ascii": "SS\nEE", "name": "two"}
+    two = {**LEVEL_DICT, "ascii": "SS.\nEE.", "name": "two"}
     config = {**make_config(3, 2, 5), "rooms": [], "levels": [two, LEVEL_DICT], "world_levels": [0, 1, 0]}
     path = tmp_path / "good.bin"
     path.write_bytes(with_config(json.dumps(config).encode(), GOOD))
     meta = read_replay_metadata(path)
-    assert meta.levels == (Level("SS\nEE", (), 2.0, "two"), Level("S\nE", (), 2.0, "x"))
+    assert meta.levels == (Level("SS.\nEE.", (), 2.0, "two"), Level("SS\nEE", (), 2.0, "x"))
     assert meta.world_levels == (0, 1, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a replay config whose level does not compile passes the reader's checks; from_replay "
-    "then raises the compiler's plain ValueError instead of ReplayFormatError",
-)
 @pytest.mark.parametrize("ascii", ["S.X\nE..", "S\n."], ids=["unknown character", "no exit"])
 def test_replay_config_level_that_does_not_compile_is_a_format_error(tmp_path, ascii):
     source = tmp_path / "ok.bin"

@@ -51,7 +51,8 @@ struct SimState {
     int32_t autoreset_mode;      // AutoresetMode
     int32_t num_rooms;           // generated level: room count, 1..4
     int32_t room_types[kMaxRooms];  // RoomType per room
-    int32_t num_fixed_levels;    // custom levels (SPEC §2.7): world w plays level w mod n; 0: generated
+    int32_t num_fixed_levels;
+    int32_t render_width, render_height;  // batch renderer's image size; 0: off    // custom levels (SPEC §2.7): world w plays level w mod n; 0: generated
     RewardConfig reward_cfg;
 
     // Per world.
@@ -91,6 +92,9 @@ struct SimState {
     float* final_progress_out; // [W * A], metres
     int32_t* final_elapsed_out;  // [W * A]
     int32_t* final_doors_out;  // [W * A]
+    // The batch renderer's images (SPEC §6), allocated only when it is on.
+    uint8_t* rgb_out;          // [W * A * H * Wpx * 3]
+    float* depth_out;          // [W * A * H * Wpx], metres along the view ray
 };
 
 }  // namespace er

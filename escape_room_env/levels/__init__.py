@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -79,8 +78,9 @@ class Level:
         if "ascii" not in spec:
             raise ValueError(f"level {name!r}: the dict form needs an 'ascii' entry")
         text = spec["ascii"]
-        if isinstance(text, (list, tuple)) and all(isinstance(row, str) for row in text):
-            text = "\n".join(text)
+        rows_given = isinstance(text, (list, tuple)) and all(isinstance(row, str) for row in text)
+        if rows_given:  # explicit rows: kept exactly
+            text = "\n".join(row.rstrip("\r") for row in text)
         if not isinstance(text, str):
             raise ValueError(
                 f"level {name!r}: 'ascii' must be a string or a list of row strings, got {type(text).__name__}"
@@ -98,7 +98,8 @@ class Level:
         level_name = spec.get("name", name)
         if not isinstance(level_name, str):
             raise ValueError(f"level {name!r}: 'name' must be a string, got {level_name!r}")
-        return cls(_normalise(text), tuple(int(g) for g in momentary), float(cell_size), level_name)
+        ascii_text = text if rows_given else _normalise(text)
+        return cls(ascii_text, tuple(int(g) for g in momentary), float(cell_size), level_name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,14 +163,17 @@ class CompiledLevel:
 
 
 def _normalise(text: str) -> str:
-    """Rows as written: common indentation and blank first/last lines removed, line ends unified."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = textwrap.dedent(text).split("\n")
+    """Rows as written: line ends unified, blank first and last lines (the layout of a
+    triple-quoted string) dropped, and the indentation common to the rows removed. A row of
+    spaces inside the level is floor and stays as it is."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     while lines and not lines[0].strip():
         lines.pop(0)
-    return "\n".join(line.rstrip("\n") for line in lines)
+    indents = [len(line) - len(line.lstrip(" ")) for line in lines if line.strip()]
+    cut = min(indents, default=0)
+    return "\n".join(line[cut:] if line.strip() else line[: max(0, len(line) - cut)] for line in lines)
 
 
 def _check_ascii_only(level: Level) -> None:
