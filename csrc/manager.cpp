@@ -375,7 +375,7 @@ const std::vector<std::string>& Manager::state_names()
         "seed", "episode", "steps_left", "status", "agent_pos", "agent_yaw", "agent_max_y", "agent_escaped",
         "cube_pos", "door_open", "level_counts", "level_statics", "level_static_door", "level_door_centre",
         "level_door_group", "level_momentary_groups", "level_button_pos", "level_button_group", "level_cube_start",
-        "level_band_y", "level_band_door", "level_exit_y", "level_exit_target", "level_norm_length"};
+        "level_band_y", "level_band_door", "level_exit_y", "level_exit_target", "level_norm_length", "level_exits"};
     return names;
 }
 
@@ -412,6 +412,7 @@ TensorDesc Manager::state_view(const std::string& name) const
     if (name == "level_exit_y") return {&lv->exit_y, DType::Float32, {W}, {lv4}};
     if (name == "level_exit_target") return {&lv->exit_target, DType::Float32, {W, 2}, {lv4, 1}};
     if (name == "level_norm_length") return {&lv->norm_length, DType::Float32, {W}, {lv4}};
+    if (name == "level_exits") return {lv->exits, DType::Float32, {W, kMaxExits, 4}, {lv4, 4, 1}};
     invalid("unknown state array '" + name + "'");
 }
 

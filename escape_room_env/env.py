@@ -7,11 +7,20 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from escape_room_env import spaces
 from escape_room_env.config import RewardConfig
 from escape_room_env.manager import SimManager
-from escape_room_env.vector_env import _INFOS, fresh_seed, resolve_episode_len
+from escape_room_env.vector_env import (
+    _INFOS,
+    check_obs_mode,
+    check_render_mode,
+    fresh_seed,
+    join_rgbd,
+    observation_views,
+    resolve_episode_len,
+)
 
 __all__ = ["EscapeRoomEnv"]
 
@@ -21,6 +30,9 @@ class EscapeRoomEnv(gymnasium.Env):
 
     ``reset(seed=s)`` restarts the world's random stream at s; ``reset()`` starts the next
     episode of the current stream. The time limit is the simulator's own (``episode_len``).
+    ``obs_mode`` ``"rgb"``, ``"depth"`` or ``"rgbd"`` observes the first-person images (size
+    ``render_height`` x ``render_width``); ``render_mode="rgb_array"`` makes :meth:`render` return
+    the top-down view.
 
     >>> import escape_room_env as er
     >>> env = er.EscapeRoomEnv()
@@ -30,7 +42,7 @@ class EscapeRoomEnv(gymnasium.Env):
     ((87,), <class 'float'>, <class 'bool'>, 1)
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self,
@@ -43,14 +55,17 @@ class EscapeRoomEnv(gymnasium.Env):
         max_episode_steps: int | None = None,
         reward: RewardConfig | Mapping[str, float] | None = None,
         num_threads: int = 1,
+        obs_mode: str = "vector",
+        render_width: int = 64,
+        render_height: int = 64,
         render_mode: str | None = None,
     ):
         if num_agents != 1:
             raise ValueError(
                 f"EscapeRoomEnv needs num_agents=1, got {num_agents}; use EscapeRoomVectorEnv for multi-agent worlds"
             )
-        if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: this version of EscapeRoomEnv renders nothing")
+        check_render_mode(render_mode)
+        check_obs_mode(obs_mode, AutoresetMode.DISABLED)
         # DISABLED: a finished episode stays frozen until reset(), as a gymnasium.Env expects.
         self.sim = SimManager(
             num_worlds=1,
@@ -61,11 +76,21 @@ class EscapeRoomEnv(gymnasium.Env):
             levels=levels,
             episode_len=resolve_episode_len(episode_len, max_episode_steps),
             reward=reward,
+            enable_batch_renderer=obs_mode != "vector",
+            render_width=render_width,
+            render_height=render_height,
         )
-        self.render_mode = None
-        self.observation_space = spaces.observation_space(1, len(self.sim.rooms), self.sim._compiled_levels)
+        self.render_mode = render_mode
+        self.obs_mode = obs_mode
+        if obs_mode == "vector":
+            self.observation_space = spaces.observation_space(
+                1, len(self.sim.rooms), self.sim._compiled_levels
+            )
+        else:
+            self.observation_space = spaces.pixel_space(obs_mode, *self.sim.render_size)
         self.action_space = spaces.action_space()
-        self._obs = self.sim.observation_tensor().to_numpy()[0, 0]
+        obs, self._rgbd = observation_views(self.sim, obs_mode)
+        self._obs = None if obs is None else obs[0]
         self._actions = self.sim.action_tensor().to_numpy()[0, 0]
         self._reward = self.sim.reward_tensor().to_numpy()[0, 0]
         self._terminated = self.sim.terminated_tensor().to_numpy()[0]
@@ -78,7 +103,7 @@ class EscapeRoomEnv(gymnasium.Env):
             self.sim.reset_worlds()
         else:
             self.sim.reset_worlds(seeds=[seed])
-        return self._obs.copy(), self._info()
+        return self._observation(), self._info()
 
     def step(self, action):
         action = np.asarray(action)
@@ -95,12 +120,25 @@ class EscapeRoomEnv(gymnasium.Env):
         self._actions[:] = action
         self.sim.step()
         return (
-            self._obs.copy(),
+            self._observation(),
             float(self._reward[0]),
             bool(self._terminated[0]),
             bool(self._truncated[0]),
             self._info(),
         )
+
+    def _observation(self) -> np.ndarray:
+        if self._rgbd is not None:
+            return join_rgbd(self._rgbd[0][0], self._rgbd[1][0])
+        return self._obs.copy()
+
+    def render(self) -> np.ndarray | None:
+        """``render_mode="rgb_array"``: the world seen from above (SPEC §6); None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        from escape_room_env.render import Scene, picture
+
+        return picture(Scene.from_world(self.sim, 0))
 
     def _info(self) -> dict[str, Any]:
         return {key: view.item() for key, view in self._info_views.items()}

@@ -1,23 +1,29 @@
-"""Top-down pictures of a level (numpy only): every entity class in its own colour.
+"""Top-down pictures (numpy only): the human view of SPEC §6 and ``escape-room render-level``.
 
+Walls grey, closed doors red, open doors green, buttons yellow (bright while pressed), cubes
+brown, agents blue with a white mark toward where they face, the exit zone tinted.
+
+>>> import escape_room_env as er
 >>> from escape_room_env.levels import compile_level
->>> from escape_room_env.render import COLOURS, level_picture
->>> image = level_picture(compile_level("corridor"), pixels_per_metre=4)
+>>> from escape_room_env.render import COLOURS, Scene, picture
+>>> image = picture(Scene.from_level(compile_level("corridor")), pixels_per_metre=4)
 >>> image.shape, image.dtype
 ((112, 56, 3), dtype('uint8'))
 >>> tuple(image[0, 0]) == COLOURS["wall"]
 True
+>>> picture(Scene.from_world(er.SimManager(num_worlds=2), 1), pixels_per_metre=2).shape
+(94, 44, 3)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
 
 import numpy as np
 
 from escape_room_env.levels import CompiledLevel
 
-__all__ = ["COLOURS", "level_picture", "save_png", "top_down"]
+__all__ = ["COLOURS", "Scene", "level_picture", "picture", "save_png"]
 
 # RGB of each entity class.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -30,7 +36,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "pressed_button": (255, 236, 96),
     "cube": (140, 92, 52),
     "agent": (52, 100, 220),
-    "heading": (255, 255, 255),  # a mark from an agent's centre toward where it faces
+    "heading": (255, 255, 255),
 }
 
 _AGENT_RADIUS = 1.0
@@ -38,71 +44,139 @@ _CUBE_HALF = 1.5
 _BUTTON_HALF = 0.65
 
 
+@dataclasses.dataclass
+class Scene:
+    """What a top-down picture shows, in metres: boxes as rows of (min_x, min_y, max_x, max_y)."""
+
+    walls: np.ndarray  # (K, 4)
+    doors: np.ndarray  # (D, 4)
+    door_open: np.ndarray  # (D,) bool
+    buttons: np.ndarray  # (B, 2) centres
+    pressed: np.ndarray  # (B,) bool
+    cubes: np.ndarray  # (C, 2) centres
+    agents: np.ndarray  # (A, 2) centres
+    yaws: np.ndarray  # (A,) radians, 0 faces +y
+    exits: np.ndarray  # (E, 4)
+
+    @classmethod
+    def from_level(cls, level: CompiledLevel) -> Scene:
+        """A custom level at the start of an episode: an agent on every spawn, doors closed."""
+        return cls(
+            walls=level.walls,
+            doors=level.doors,
+            door_open=np.zeros(len(level.doors), dtype=bool),
+            buttons=level.buttons,
+            pressed=np.zeros(len(level.buttons), dtype=bool),
+            cubes=level.cubes,
+            agents=level.spawns,
+            yaws=np.zeros(len(level.spawns), dtype=np.float32),
+            exits=level.exits,
+        )
+
+    @classmethod
+    def from_world(cls, sim, world: int) -> Scene:
+        """World ``world`` of a simulator as it is now (generated or custom level)."""
+        state = sim._state
+        num_statics, num_doors, num_buttons, num_cubes, _, num_exits = (
+            int(n) for n in state("level_counts")[world]
+        )
+        statics = state("level_statics")[world, :num_statics]
+        door_of = state("level_static_door")[world, :num_statics]
+        doors = np.zeros((num_doors, 4), dtype=np.float32)
+        for i in np.flatnonzero(door_of >= 0):
+            doors[door_of[i]] = statics[i]
+        agents = state("agent_pos")[world].copy()
+        cubes = state("cube_pos")[world, :num_cubes].copy()
+        buttons = state("level_button_pos")[world, :num_buttons].copy()
+        pressed = _pressed(buttons, agents, cubes)
+        return cls(
+            walls=statics[door_of < 0].copy(),
+            doors=doors,
+            door_open=state("door_open")[world, :num_doors].astype(bool),
+            buttons=buttons,
+            pressed=pressed,
+            cubes=cubes,
+            agents=agents,
+            yaws=state("agent_yaw")[world].copy(),
+            exits=state("level_exits")[world, :num_exits].copy(),
+        )
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """The rectangle the walls enclose, walls included."""
+        boxes = self.walls if len(self.walls) else np.array([[-1.0, -1.0, 1.0, 1.0]])
+        return (
+            float(boxes[:, 0].min()),
+            float(boxes[:, 1].min()),
+            float(boxes[:, 2].max()),
+            float(boxes[:, 3].max()),
+        )
+
+
+def _pressed(buttons: np.ndarray, agents: np.ndarray, cubes: np.ndarray) -> np.ndarray:
+    """Each button held down now: an agent disc or a cube overlaps its square (SPEC §2.4)."""
+    if len(buttons) == 0:
+        return np.zeros(0, dtype=bool)
+    nearest = np.clip(
+        agents[None, :, :], buttons[:, None, :] - _BUTTON_HALF, buttons[:, None, :] + _BUTTON_HALF
+    )
+    by_agent = (((agents[None] - nearest) ** 2).sum(-1) < _AGENT_RADIUS**2).any(1)
+    reach = _CUBE_HALF + _BUTTON_HALF
+    by_cube = (np.abs(cubes[None] - buttons[:, None]) < reach).all(-1).any(1) if len(cubes) else False
+    return np.asarray(by_agent | by_cube, dtype=bool)
+
+
 class _Canvas:
     """An RGB image over a world rectangle, y up, ``pixels_per_metre`` pixels per metre."""
 
     def __init__(self, bounds: tuple[float, float, float, float], pixels_per_metre: float):
-        self.min_x, self.min_y, max_x, max_y = bounds
-        self.scale = float(pixels_per_metre)
-        self.width = max(1, round((max_x - self.min_x) * self.scale))
-        self.height = max(1, round((max_y - self.min_y) * self.scale))
-        self.image = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        min_x, min_y, max_x, max_y = bounds
+        scale = float(pixels_per_metre)
+        width, height = max(1, round((max_x - min_x) * scale)), max(1, round((max_y - min_y) * scale))
+        self.image = np.empty((height, width, 3), dtype=np.uint8)
         # World coordinates of the pixel centres (row 0 is the top, the largest y).
-        self.xs = self.min_x + (np.arange(self.width) + 0.5) / self.scale
-        self.ys = self.min_y + (self.height - 1 - np.arange(self.height) + 0.5) / self.scale
+        self.xs = min_x + (np.arange(width) + 0.5) / scale
+        self.ys = min_y + (height - 1 - np.arange(height) + 0.5) / scale
 
-    def fill(self, colour: tuple[int, int, int]) -> None:
-        self.image[:] = colour
-
-    def box(self, box: Sequence[float], colour: tuple[int, int, int]) -> None:
+    def box(self, box, colour: tuple[int, int, int]) -> None:
         min_x, min_y, max_x, max_y = box
         cols = (self.xs >= min_x) & (self.xs <= max_x)
         rows = (self.ys >= min_y) & (self.ys <= max_y)
         self.image[np.ix_(rows, cols)] = colour
 
-    def disc(self, centre: Sequence[float], radius: float, colour: tuple[int, int, int]) -> None:
+    def square(self, centre, half: float, colour: tuple[int, int, int]) -> None:
+        x, y = centre
+        self.box((x - half, y - half, x + half, y + half), colour)
+
+    def disc(self, centre, radius: float, colour: tuple[int, int, int]) -> None:
         x, y = centre
         inside = (self.xs[None, :] - x) ** 2 + (self.ys[:, None] - y) ** 2 <= radius * radius
         self.image[inside] = colour
 
 
-def top_down(
-    level: CompiledLevel,
-    *,
-    agents: np.ndarray | None = None,
-    cubes: np.ndarray | None = None,
-    door_open: Sequence[bool] | None = None,
-    pixels_per_metre: float = 8.0,
-) -> np.ndarray:
-    """A top-down RGB image (H, W, 3) uint8 of ``level`` with bodies where given: agent centres
-    (A, 2), cube centres (C, 2) and each door's state (closed when not given). The picture covers
-    the level and its outer walls; row 0 is the largest y."""
-    min_x, min_y, max_x, max_y = level.bounds
-    pad = (level.walls[:4, 2] - level.walls[:4, 0]).min() if len(level.walls) >= 4 else 0.0
-    canvas = _Canvas((min_x - pad, min_y - pad, max_x + pad, max_y + pad), pixels_per_metre)
-    canvas.fill(COLOURS["floor"])
-    for box in level.exits:
+def picture(scene: Scene, *, pixels_per_metre: float = 8.0) -> np.ndarray:
+    """The top-down RGB image (H, W, 3) uint8 of ``scene``; row 0 is the largest y."""
+    canvas = _Canvas(scene.bounds(), pixels_per_metre)
+    canvas.image[:] = COLOURS["floor"]
+    for box in scene.exits:
         canvas.box(box, COLOURS["exit"])
-    for box in level.walls:
+    for box in scene.walls:
         canvas.box(box, COLOURS["wall"])
-    for d, box in enumerate(level.doors):
-        is_open = door_open is not None and bool(door_open[d])
+    for box, is_open in zip(scene.doors, scene.door_open):
         canvas.box(box, COLOURS["open_door" if is_open else "door"])
-    for x, y in level.buttons:
-        canvas.box(
-            (x - _BUTTON_HALF, y - _BUTTON_HALF, x + _BUTTON_HALF, y + _BUTTON_HALF), COLOURS["button"]
-        )
-    for x, y in level.cubes if cubes is None else cubes:
-        canvas.box((x - _CUBE_HALF, y - _CUBE_HALF, x + _CUBE_HALF, y + _CUBE_HALF), COLOURS["cube"])
-    for centre in () if agents is None else agents:
+    for centre, down in zip(scene.buttons, scene.pressed):
+        canvas.square(centre, _BUTTON_HALF, COLOURS["pressed_button" if down else "button"])
+    for centre in scene.cubes:
+        canvas.square(centre, _CUBE_HALF, COLOURS["cube"])
+    for centre, yaw in zip(scene.agents, scene.yaws):
         canvas.disc(centre, _AGENT_RADIUS, COLOURS["agent"])
+        forward = np.array([-np.sin(yaw), np.cos(yaw)])
+        canvas.disc(np.asarray(centre) + 0.6 * forward, 0.3, COLOURS["heading"])
     return canvas.image
 
 
 def level_picture(level: CompiledLevel, *, pixels_per_metre: float = 8.0) -> np.ndarray:
-    """``level`` at the start of an episode: every spawn with an agent, cubes at their starts,
-    doors closed."""
-    return top_down(level, agents=level.spawns, pixels_per_metre=pixels_per_metre)
+    """A custom level at the start of an episode (see :meth:`Scene.from_level`)."""
+    return picture(Scene.from_level(level), pixels_per_metre=pixels_per_metre)
 
 
 def save_png(image: np.ndarray, path: str) -> None:

@@ -873,7 +873,9 @@ def _metadata(
         checksum_interval=h.checksum_interval,
         complete=complete,
         rooms=tuple(config["rooms"]),
-        levels=_config_levels(config, h.num_worlds, h.num_agents, lambda reason: _Format(HEADER_BYTES, reason)),
+        levels=_config_levels(
+            config, h.num_worlds, h.num_agents, lambda reason: _Format(HEADER_BYTES, reason)
+        ),
         world_levels=tuple(config.get("world_levels", ())),
         reward=dict(config["reward"]),
         world_seeds=tuple(config["world_seeds"]),

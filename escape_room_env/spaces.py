@@ -11,7 +11,7 @@ from gymnasium import spaces
 from escape_room_env.action import NUM_CHOICES
 from escape_room_env.levels import CompiledLevel
 
-__all__ = ["action_space", "observation_bounds", "observation_space"]
+__all__ = ["OBS_MODES", "action_space", "observation_bounds", "observation_space", "pixel_space"]
 
 _LIDAR_RAYS = 30
 _ENTITY_SLOTS = 6
@@ -60,6 +60,26 @@ def observation_space(
     """The single-agent observation ``Box(float32, (87 + 3 (A - 1),))`` with finite bounds."""
     low, high = observation_bounds(num_agents, num_rooms, levels)
     return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+OBS_MODES = ("vector", "rgb", "depth", "rgbd")
+
+
+def pixel_space(obs_mode: str, height: int, width: int) -> spaces.Box:
+    """One agent's image observation (SPEC §6): ``"rgb"`` uint8 (H, W, 3); ``"depth"`` float32
+    (H, W, 1) metres in [0, 40]; ``"rgbd"`` float32 (H, W, 4), RGB as 0..255 then depth.
+
+    >>> pixel_space("rgbd", 64, 32).shape, pixel_space("rgb", 8, 8).dtype
+    ((64, 32, 4), dtype('uint8'))
+    """
+    if obs_mode == "rgb":
+        return spaces.Box(0, 255, (height, width, 3), dtype=np.uint8)
+    if obs_mode == "depth":
+        return spaces.Box(0.0, 40.0, (height, width, 1), dtype=np.float32)
+    if obs_mode == "rgbd":
+        high = np.broadcast_to(np.array([255.0, 255.0, 255.0, 40.0], dtype=np.float32), (height, width, 4))
+        return spaces.Box(np.zeros_like(high), high.copy(), dtype=np.float32)
+    raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}, got {obs_mode!r}")
 
 
 def action_space() -> spaces.MultiDiscrete:

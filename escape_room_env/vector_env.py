@@ -53,6 +53,72 @@ def parse_device(device: Any) -> tuple[ExecMode, int]:
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
 
 
+def check_render_mode(render_mode: str | None) -> None:
+    if render_mode not in (None, "rgb_array"):
+        raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+
+
+def check_obs_mode(obs_mode: str, autoreset: AutoresetMode) -> None:
+    if obs_mode not in spaces.OBS_MODES:
+        raise ValueError(
+            f"obs_mode must be one of {', '.join(map(repr, spaces.OBS_MODES))}, got {obs_mode!r}"
+        )
+    if obs_mode != "vector" and autoreset is AutoresetMode.SAME_STEP:
+        raise ValueError(
+            f"obs_mode={obs_mode!r} needs NEXT_STEP or DISABLED autoreset: the renderer draws the new "
+            "episode's first frame, so a SAME_STEP env would have no final image to return"
+        )
+
+
+def observation_views(sim: SimManager, obs_mode: str) -> tuple[np.ndarray | None, tuple | None]:
+    """Zero-copy views of the simulator's observations, one row per env: the flat vector, the
+    RGB or the depth images; for ``"rgbd"`` (None, (rgb, depth)) to be joined at each call."""
+    n = sim.num_worlds * sim.num_agents
+    if obs_mode == "vector":
+        return sim.observation_tensor().to_numpy().reshape(n, -1), None
+    height, width = sim.render_size
+    rgb = sim.rgb_tensor().to_numpy().reshape(n, height, width, 3)
+    depth = sim.depth_tensor().to_numpy().reshape(n, height, width, 1)
+    if obs_mode == "rgb":
+        return rgb, None
+    if obs_mode == "depth":
+        return depth, None
+    return None, (rgb, depth)
+
+
+def join_rgbd(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """(..., H, W, 4) float32: RGB as 0..255, then depth in metres."""
+    out = np.empty((*rgb.shape[:-1], 4), dtype=np.float32)
+    out[..., :3] = rgb
+    out[..., 3:] = depth
+    return out
+
+
+class TopDownFrames(Sequence):
+    """The top-down frame of every env (agents of one world share their world's frame), drawn
+    on first access and kept; a snapshot of the moment it is read, not of :meth:`render`'s call."""
+
+    def __init__(self, sim: SimManager, num_agents: int):
+        self._sim, self._num_agents = sim, num_agents
+        self._frames: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self._sim.num_worlds * self._num_agents
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"env index {index} out of range for {n} envs")
+        world = (index % n) // self._num_agents
+        if world not in self._frames:
+            from escape_room_env.render import Scene, picture
+
+            self._frames[world] = picture(Scene.from_world(self._sim, world))
+        return self._frames[world]
+
+
 def fresh_seed() -> int:
     """A random 63-bit seed from the OS, for ``seed=None`` at construction."""
     return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
@@ -73,7 +139,11 @@ class EscapeRoomVectorEnv(VectorEnv):
         num_threads: CPU threads (default: all cores of this process).
         episode_len / max_episode_steps: steps before truncation (aliases; default 200).
         reward: a :class:`~escape_room_env.RewardConfig` or a dict of its fields.
-        render_mode: must be None in this version.
+        obs_mode: ``"vector"`` (the flat observation, default), or the batch renderer's
+            first-person ``"rgb"``, ``"depth"`` or ``"rgbd"`` images (NEXT_STEP or DISABLED).
+        render_width / render_height: image size for the pixel ``obs_mode`` (default 64 x 64).
+        render_mode: None or ``"rgb_array"``: :meth:`render` returns a lazy sequence of each
+            env's top-down frame (rendered on access), as gymnasium's vector ``RecordVideo`` needs.
 
     >>> import numpy as np, escape_room_env as er
     >>> envs = er.EscapeRoomVectorEnv(num_envs=4, seed=0)
@@ -86,7 +156,7 @@ class EscapeRoomVectorEnv(VectorEnv):
     >>> envs.close()
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self,
@@ -103,6 +173,9 @@ class EscapeRoomVectorEnv(VectorEnv):
         episode_len: int | None = None,
         max_episode_steps: int | None = None,
         reward: RewardConfig | Mapping[str, float] | None = None,
+        obs_mode: str = "vector",
+        render_width: int = 64,
+        render_height: int = 64,
         render_mode: str | None = None,
     ):
         num_envs = as_int("num_envs", num_envs)
@@ -116,11 +189,9 @@ class EscapeRoomVectorEnv(VectorEnv):
                 f"num_envs={num_envs} must be a multiple of num_agents={num_agents} "
                 "(env i is agent i % num_agents of world i // num_agents)"
             )
-        if render_mode is not None:
-            raise ValueError(
-                f"render_mode={render_mode!r}: this version of EscapeRoomVectorEnv renders nothing"
-            )
+        check_render_mode(render_mode)
         mode = parse_autoreset(autoreset_mode, True)
+        check_obs_mode(obs_mode, mode)
         exec_mode, gpu_id = parse_device(device)
         sim = SimManager(
             exec_mode,
@@ -134,10 +205,21 @@ class EscapeRoomVectorEnv(VectorEnv):
             levels=levels,
             episode_len=resolve_episode_len(episode_len, max_episode_steps),
             reward=reward,
+            enable_batch_renderer=obs_mode != "vector",
+            render_width=render_width,
+            render_height=render_height,
         )
-        self._bind(sim, copy=copy, device=device)
+        self._bind(sim, copy=copy, device=device, obs_mode=obs_mode, render_mode=render_mode)
 
-    def _bind(self, sim: SimManager, *, copy: bool, device: Any) -> None:
+    def _bind(
+        self,
+        sim: SimManager,
+        *,
+        copy: bool,
+        device: Any,
+        obs_mode: str = "vector",
+        render_mode: str | None = None,
+    ) -> None:
         """Takes ``sim`` as this env's simulator: spaces, metadata and zero-copy views."""
         num_envs = sim.num_worlds * sim.num_agents
         mode = sim.autoreset_mode
@@ -147,17 +229,21 @@ class EscapeRoomVectorEnv(VectorEnv):
         self.num_worlds = sim.num_worlds
         self.copy = bool(copy)
         self.device = str(device)
-        self.render_mode = None
+        self.render_mode = render_mode
+        self.obs_mode = obs_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
-        self.single_observation_space = spaces.observation_space(
-            sim.num_agents, len(sim.rooms), sim._compiled_levels
-        )
+        if obs_mode == "vector":
+            self.single_observation_space = spaces.observation_space(
+                sim.num_agents, len(sim.rooms), sim._compiled_levels
+            )
+        else:
+            self.single_observation_space = spaces.pixel_space(obs_mode, *sim.render_size)
         self.single_action_space = spaces.action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
         # Views of the simulator's buffers, flattened to one row per env (no copies).
-        self._obs = sim.observation_tensor().to_numpy().reshape(num_envs, -1)
+        self._obs, self._rgbd = observation_views(sim, obs_mode)
         self._rewards = sim.reward_tensor().to_numpy().reshape(num_envs)
         self._terminated = sim.terminated_tensor().to_numpy().reshape(num_envs)
         self._truncated = sim.truncated_tensor().to_numpy().reshape(num_envs)
@@ -174,7 +260,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         self._refuse_done = mode is AutoresetMode.DISABLED
         self._same_step = mode is AutoresetMode.SAME_STEP
         self._zero_copy_views = None
-        if not self.copy and not self._same_step:
+        if not self.copy and not self._same_step and self._rgbd is None:
             self._zero_copy_views = (self._obs, self._rewards, self._terminated, self._truncated)
             self._zero_copy_infos = self._infos(self._all_envs)
 
@@ -206,7 +292,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         else:
             self._reset_with_seed_list(seed, world_mask)
         infos = self._infos(self._all_envs if env_mask is None else env_mask)
-        return (self._obs.copy() if self.copy else self._obs), infos
+        return self._observation(), infos
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Steps every world once; actions are (num_envs, 3) int32/int64 (numpy or CPU torch)."""
@@ -243,15 +329,33 @@ class EscapeRoomVectorEnv(VectorEnv):
 
     def _outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """The step's results from the simulator's buffers (fresh arrays when ``copy``)."""
+        obs = self._observation()
         if self.copy:
-            obs, rewards = self._obs.copy(), self._rewards.copy()
-            terminated, truncated = self._terminated.copy(), self._truncated.copy()
+            rewards, terminated, truncated = (
+                self._rewards.copy(),
+                self._terminated.copy(),
+                self._truncated.copy(),
+            )
         else:
-            obs, rewards, terminated, truncated = self._obs, self._rewards, self._terminated, self._truncated
+            rewards, terminated, truncated = self._rewards, self._terminated, self._truncated
         infos = self._infos(self._all_envs)
         if self._same_step:
             self._add_final_infos(infos, terminated | truncated)
         return obs, rewards, terminated, truncated, infos
+
+    def _observation(self) -> np.ndarray:
+        """The observations now: the simulator's buffer (a fresh copy when ``copy``), or for
+        ``"rgbd"`` always a new array joining the RGB and depth images."""
+        if self._rgbd is not None:
+            return join_rgbd(*self._rgbd)
+        return self._obs.copy() if self.copy else self._obs
+
+    def render(self) -> Sequence[np.ndarray] | None:
+        """``render_mode="rgb_array"``: each env's top-down frame (its world's), rendered when
+        read; None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        return TopDownFrames(self.sim, self.num_agents)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.sim.close()

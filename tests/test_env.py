@@ -177,9 +177,9 @@ def test_more_than_one_agent_raises(num_agents):
         er.EscapeRoomEnv(num_agents=num_agents)
 
 
-def test_render_mode_other_than_none_raises():
-    with pytest.raises(ValueError, match="render_mode"):
-        er.EscapeRoomEnv(render_mode="rgb_array")
+def test_render_mode_other_than_none_or_rgb_array_raises():
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array'"):
+        er.EscapeRoomEnv(render_mode="human")
 
 
 def test_close_frees_the_simulation():

@@ -12,7 +12,7 @@ import pytest
 from helpers import OUTSIDE_SOURCE
 
 from escape_room_env.levels import compile_level
-from escape_room_env.render import COLOURS, level_picture, top_down
+from escape_room_env.render import COLOURS, Scene, level_picture, picture
 
 iio = pytest.importorskip("imageio.v3")
 
@@ -67,18 +67,21 @@ def test_every_entity_class_is_drawn_in_its_colour_at_its_position(level):
     assert pixel(level, image, *centre(4, 1)) == COLOURS["button"]
     assert pixel(level, image, *centre(5, 6)) == COLOURS["cube"]
     assert pixel(level, image, *centre(8, 7)) == COLOURS["agent"]
+    x, y = centre(8, 7)
+    assert pixel(level, image, x, y + 0.6) == COLOURS["heading"]  # the mark toward +y, where it faces
     assert pixel(level, image, *centre(3, 5)) == COLOURS["floor"]
 
 
-def test_top_down_draws_bodies_where_given_and_open_doors(level):
-    image = top_down(
-        level,
-        agents=np.array([[3.0, 7.0]]),
-        cubes=np.array([[9.0, 3.0]]),
-        door_open=(level.door_groups == 1).tolist(),
-        pixels_per_metre=PPM,
-    )
-    assert pixel(level, image, 3.0, 7.0) == COLOURS["agent"]
+def test_scene_draws_bodies_where_given_open_doors_and_pressed_buttons(level):
+    scene = Scene.from_level(level)
+    scene.agents = np.array([[3.0, 7.0]], dtype=np.float32)
+    scene.yaws = np.array([0.0], dtype=np.float32)
+    scene.cubes = np.array([[9.0, 3.0]], dtype=np.float32)
+    scene.door_open = level.door_groups == 1
+    scene.pressed = level.button_groups == 2
+    image = picture(scene, pixels_per_metre=PPM)
+    assert pixel(level, image, 3.0, 6.8) == COLOURS["agent"]
+    assert pixel(level, image, 3.0, 7.0 + 0.6) == COLOURS["heading"]  # facing +y
     assert pixel(level, image, 9.0, 3.0) == COLOURS["cube"]
     assert pixel(level, image, 13.0, 9.0) == COLOURS["floor"]  # the cube's start, now empty
     door_by_group = dict(zip(level.door_groups.tolist(), level.doors))
@@ -86,6 +89,9 @@ def test_top_down_draws_bodies_where_given_and_open_doors(level):
     assert pixel(level, image, (x0 + x1) / 2, (y0 + y1) / 2) == COLOURS["door"]
     (x0, y0, x1, y1) = door_by_group[1]
     assert pixel(level, image, (x0 + x1) / 2, (y0 + y1) / 2) == COLOURS["open_door"]
+    button_by_group = dict(zip(level.button_groups.tolist(), level.buttons))
+    assert pixel(level, image, *button_by_group[2]) == COLOURS["pressed_button"]
+    assert pixel(level, image, *button_by_group[1]) == COLOURS["button"]
 
 
 def run_cli(*args):

@@ -905,9 +905,9 @@ def test_episode_len_and_max_episode_steps_disagreeing_raise():
         make_env(2, episode_len=5, max_episode_steps=6)
 
 
-@pytest.mark.parametrize("render_mode", ["rgb_array", "human"])
-def test_render_mode_other_than_none_raises(render_mode):
-    with pytest.raises(ValueError, match="render_mode"):
+@pytest.mark.parametrize("render_mode", ["human", "rgb"])
+def test_render_mode_other_than_none_or_rgb_array_raises(render_mode):
+    with pytest.raises(ValueError, match="render_mode must be None or 'rgb_array'"):
         make_env(2, render_mode=render_mode)
 
 

@@ -140,7 +140,7 @@ ER_HD inline void gather_view(ViewSet& view, const LevelData& lv, const uint8_t*
         const Box b = {p.x - kButtonHalf, p.y - kButtonHalf, p.x + kButtonHalf, p.y + kButtonHalf};
         if (!in_view(b, o, forward, right)) continue;
         view.marks[view.num_marks] = b;
-        view.mark_colour[view.num_marks++] = (pressed >> lv.button_group[k]) & 1u ? kPressedColour : kButtonColour;
+        view.mark_colour[view.num_marks++] = (pressed >> k) & 1u ? kPressedColour : kButtonColour;
     }
     for (int32_t j = 0; j < A; ++j)
         if (j != self) view.agents[view.num_agents++] = agents[j];
@@ -191,10 +191,10 @@ ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t*
     const Vec2* agents = s.agent_pos + w * A;
     const Vec2* cubes = s.cube_pos + w * kMaxCubes;
     const uint8_t* door_open = s.door_open + w * kMaxDoors;
-    // A button shows pressed while it is pressed (momentary doors follow exactly this).
+    // Bit k: button k is pressed now (something stands on it), and shows brighter.
     uint32_t pressed = 0;
     for (int32_t k = 0; k < lv.num_buttons; ++k)
-        if (button_pressed(lv.button_pos[k], agents, A, cubes, lv.num_cubes)) pressed |= 1u << lv.button_group[k];
+        if (button_pressed(lv.button_pos[k], agents, A, cubes, lv.num_cubes)) pressed |= 1u << k;
     const SinCos sc = sincos_f(s.agent_yaw[w * A + a]);
     const Vec2 forward = {-sc.sin, sc.cos}, right = {sc.cos, sc.sin};
     ViewSet view;
