@@ -12,7 +12,7 @@ brown, agents blue with a white mark toward where they face, the exit zone tinte
 >>> tuple(image[0, 0]) == COLOURS["wall"]
 True
 >>> picture(Scene.from_world(er.SimManager(num_worlds=2), 1), pixels_per_metre=2).shape
-(94, 44, 3)
+(96, 44, 3)
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Smoke run of ``benchmarks/bench_vector.py`` with tiny sizes: it runs and prints well-formed JSON.
+"""Smoke run of ``benchmarks/bench_vector.py --no-peers`` with tiny sizes: it runs and prints well-formed
+JSON (the throughput peers have their own test, ``tests/test_bench_peers.py``).
 
 No timing is asserted here (STYLE.md: timing assertions never go in tests).
 """
@@ -16,6 +17,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import harness
 
 TINY = [
+    "--no-peers",
     "--quick",
     "--worlds",
     "1",
@@ -55,6 +57,7 @@ def test_bench_vector_quick_prints_peers_extras_fits_and_headline(tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     saved = [json.loads(line) for line in out.read_text().splitlines()]
+    assert not [line for line in printed if line["bench"].startswith("peers_")]  # --no-peers
 
     for bench, sizes in (("vector_step", [8]), ("vector_step_same_step", [8]), ("vector_overhead", [1, 4])):
         records = of(printed, bench)
