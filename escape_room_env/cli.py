@@ -61,7 +61,28 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     )
     if result.run_dir is not None:
         print(f"saved {result.run_dir / 'policy.pt'} and {result.run_dir / 'progress.csv'}")
+    if ns.video:
+        return _policy_video(ns, result.run_dir)
     return 0
+
+
+def _policy_video(ns: argparse.Namespace, run_dir) -> int:
+    """Records the trained policy for one episode (200 steps) in 4 worlds and renders world 0."""
+    if run_dir is None:
+        print("error: --video needs the run saved (a run directory)", file=sys.stderr)
+        return 1
+    replay = run_dir / "policy_replay.bin"
+    record = argparse.Namespace(
+        out=str(replay), steps=200, num_worlds=4, num_agents=ns.num_agents, seed=ns.seed,
+        episode_len=200, autoreset_mode="same_step", checksum_interval=50,
+        policy=str(run_dir / "policy.pt"), level=None,
+    )  # fmt: skip
+    if _cmd_record(record) != 0:
+        return 1
+    video = argparse.Namespace(
+        file=str(replay), video=ns.video, world=0, first_person=True, max_steps=None, scale=8.0, fps=10.0
+    )
+    return _replay_video(video)
 
 
 def _cmd_record(ns: argparse.Namespace) -> int:
@@ -112,6 +133,8 @@ def _cmd_record(ns: argparse.Namespace) -> int:
 def _cmd_replay(ns: argparse.Namespace) -> int:
     import escape_room_env as er
 
+    if ns.video:
+        return _replay_video(ns)
     try:
         sim = er.SimManager.from_replay(ns.file)
         _, total = sim.get_replay_step_count()
@@ -130,6 +153,26 @@ def _cmd_replay(ns: argparse.Namespace) -> int:
         print(
             f"verified: the state hashes of all {meta.num_worlds} worlds match at {checkpoints} checkpoints"
         )
+    return 0
+
+
+def _replay_video(ns: argparse.Namespace) -> int:
+    import escape_room_env as er
+    from escape_room_env.render import replay_frames, write_video
+
+    try:
+        frames = replay_frames(
+            ns.file,
+            world=ns.world,
+            first_person=ns.first_person,
+            max_steps=ns.max_steps,
+            pixels_per_metre=ns.scale,
+        )
+        count = write_video(frames, ns.video, fps=ns.fps)
+    except (er.ReplayFormatError, er.ReplayDivergenceError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {count} frames of world {ns.world} (every state hash verified on the way) to {ns.video}")
     return 0
 
 
@@ -231,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train_parser = sub.add_parser("train", help="train a PPO policy on the default level")
     _add_dataclass_flags(train_parser, Args)
+    train_parser.add_argument(
+        "--video",
+        help="at the end, record the trained policy and render it to this .gif/.mp4 (needs the run saved)",
+    )
     train_parser.set_defaults(func=_cmd_train)
     record = sub.add_parser("record", help="record a replay of a random or saved policy")
     record.add_argument("out", help="replay file to write (.bin)")
@@ -253,6 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay = sub.add_parser("replay", help="replay a recording, verifying its state hashes")
     replay.add_argument("file")
     replay.add_argument("--verify", action="store_true", help="report the verified checkpoints")
+    replay.add_argument("--video", help="write a video instead (.gif, or .mp4 with the `video` extra)")
+    replay.add_argument("--world", type=int, default=0, help="the world the video shows")
+    replay.add_argument("--first-person", action="store_true", help="add the agents' first-person images")
+    replay.add_argument("--fps", type=float, default=10.0)
+    replay.add_argument("--scale", type=float, default=8.0, help="pixels per metre of the top-down view")
+    replay.add_argument("--max-steps", type=int, help="stop the video after this many steps")
     replay.set_defaults(func=_cmd_replay)
     info_parser = sub.add_parser("info", help="a replay file's metadata, or (no file) the build")
     info_parser.add_argument("file", nargs="?", help="replay file")

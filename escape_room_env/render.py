@@ -23,7 +23,7 @@ import numpy as np
 
 from escape_room_env.levels import CompiledLevel
 
-__all__ = ["COLOURS", "Scene", "level_picture", "picture", "save_png"]
+__all__ = ["COLOURS", "Scene", "level_picture", "picture", "replay_frames", "save_png", "write_video"]
 
 # RGB of each entity class.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -188,3 +188,76 @@ def save_png(image: np.ndarray, path: str) -> None:
             "writing images needs imageio: pip install 'escape_room_env[render]' (or pip install imageio)"
         ) from e
     iio.imwrite(path, image)
+
+
+def first_person_strip(sim, world: int, height: int) -> np.ndarray:
+    """The world's agents' first-person images side by side, scaled (nearest) to ``height`` rows."""
+    rgb = sim.rgb_tensor().to_numpy()[world]  # (A, h, w, 3)
+    scale = max(1, height // rgb.shape[1])
+    strip = np.concatenate(
+        [np.kron(image, np.ones((scale, scale, 1), dtype=np.uint8)) for image in rgb], axis=1
+    )
+    out = np.zeros((height, strip.shape[1], 3), dtype=np.uint8)
+    out[: min(height, strip.shape[0])] = strip[:height]
+    return out
+
+
+def replay_frames(
+    path: str,
+    *,
+    world: int = 0,
+    pixels_per_metre: float = 8.0,
+    first_person: bool = False,
+    max_steps: int | None = None,
+):
+    """Yields one RGB frame per recorded step of a replay file (and the start): world ``world``
+    from above, with its agents' first-person images to the right when ``first_person``. The
+    replay is verified as it runs (``ReplayDivergenceError`` on a mismatch)."""
+    from escape_room_env.manager import SimManager
+
+    sim = SimManager.from_replay(path, enable_batch_renderer=first_person)
+    try:
+        if not 0 <= world < sim.num_worlds:
+            raise ValueError(f"world {world} out of range: the replay has {sim.num_worlds} worlds")
+        _, total = sim.get_replay_step_count()
+        total = total if max_steps is None else min(total, max_steps)
+
+        def frame() -> np.ndarray:
+            top = picture(Scene.from_world(sim, world), pixels_per_metre=pixels_per_metre)
+            if not first_person:
+                return top
+            return np.concatenate([top, first_person_strip(sim, world, top.shape[0])], axis=1)
+
+        yield frame()
+        for _ in range(total):
+            sim.replay_step()
+            yield frame()
+    finally:
+        sim.close()
+
+
+def write_video(frames, path: str, fps: float = 10.0) -> int:
+    """Writes RGB frames to ``.gif`` (imageio, the ``render`` extra) or ``.mp4`` (imageio-ffmpeg,
+    the ``video`` extra); returns the number of frames."""
+    try:
+        import imageio.v3 as iio
+    except ImportError as e:
+        raise ImportError("videos need imageio: pip install 'escape_room_env[render]'") from e
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to write")
+    suffix = str(path).lower().rsplit(".", 1)[-1]
+    if suffix == "gif":
+        iio.imwrite(path, np.stack(frames), duration=1000.0 / fps, loop=0)
+    elif suffix == "mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as e:
+            raise ImportError("mp4 videos need imageio-ffmpeg: pip install 'escape_room_env[video]'") from e
+        # Even sizes for the common H.264 pixel format.
+        h, w = frames[0].shape[:2]
+        stack = np.stack(frames)[:, : h - h % 2, : w - w % 2]
+        iio.imwrite(path, stack, fps=fps, codec="libx264", macro_block_size=2)
+    else:
+        raise ValueError(f"video path must end in .gif or .mp4, got {path!r}")
+    return len(frames)
