@@ -197,7 +197,7 @@ def first_person_strip(sim, world: int, height: int) -> np.ndarray:
     strip = np.concatenate(
         [np.kron(image, np.ones((scale, scale, 1), dtype=np.uint8)) for image in rgb], axis=1
     )
-    out = np.zeros((height, strip.shape[1], 3), dtype=np.uint8)
+    out = np.full((height, strip.shape[1], 3), 255, dtype=np.uint8)
     out[: min(height, strip.shape[0])] = strip[:height]
     return out
 
