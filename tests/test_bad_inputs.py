@@ -32,6 +32,7 @@ import pytest
 import torch
 
 import escape_room_env as er
+from escape_room_env.levels import compile_level
 from escape_room_env.replay import ReplayFile
 
 REPO = Path(__file__).resolve().parent.parent
@@ -189,6 +190,8 @@ def test_num_worlds_beyond_the_cores_int32_limit_raises_value_error():
             "checksum_interval",
             lambda: er.SimManager(num_worlds=2).start_recording(os.devnull, checksum_interval=2**40),
         ),
+        ("num_agents", lambda: compile_level("S.\nE.", num_agents=2**40)),
+        ("momentary", lambda: compile_level({"ascii": "S.a\n.1.\nE..", "momentary": [2**40]})),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -239,9 +242,41 @@ def test_autoreset_mode_that_is_not_a_name_or_member_raises_value_error(mode):
         er.SimManager(num_worlds=2, autoreset_mode=mode)
 
 
-def test_enable_batch_renderer_raises_value_error():
-    with pytest.raises(ValueError, match=r"enable_batch_renderer=True"):
-        er.SimManager(num_worlds=2, enable_batch_renderer=True)
+@pytest.mark.parametrize(("width", "height"), [(0, 64), (64, 0), (-1, 64), (1025, 64), (64, 4096)])
+def test_render_size_outside_1_to_1024_raises_value_error(width, height):
+    with pytest.raises(
+        ValueError,
+        match=rf"render_width and render_height must be between 1 and 1024, got {width} x {height}",
+    ):
+        er.SimManager(num_worlds=2, enable_batch_renderer=True, render_width=width, render_height=height)
+
+
+def test_batch_renderer_images_beyond_memory_raise_value_error_before_allocating():
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    per_world = 1024 * 1024 * (3 + 4)  # one agent's RGB and depth at 1024 x 1024
+    num_worlds = physical // per_world + 1
+    with pytest.raises(ValueError, match=rf"num_worlds={num_worlds} needs \d+ MiB of state, more than 80%"):
+        er.SimManager(
+            num_worlds=num_worlds, enable_batch_renderer=True, render_width=1024, render_height=1024
+        )
+
+
+@pytest.mark.parametrize("name", ["rgb", "depth"])
+def test_image_tensors_without_the_batch_renderer_raise_escape_room_error(name):
+    with (
+        er.SimManager(num_worlds=2) as sim,
+        pytest.raises(
+            er.EscapeRoomError,
+            match=rf"{name}_tensor\(\) needs the batch renderer: pass enable_batch_renderer=True",
+        ),
+    ):
+        getattr(sim, f"{name}_tensor")()
+
+
+@pytest.mark.parametrize("kwargs", [{"render_width": 64.0}, {"render_height": "64"}])
+def test_render_size_that_is_not_an_int_raises_type_error(kwargs):
+    with pytest.raises(TypeError, match=r"render_(width|height) must be an int"):
+        er.SimManager(num_worlds=2, enable_batch_renderer=True, **kwargs)
 
 
 @pytest.mark.parametrize(
