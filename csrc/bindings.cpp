@@ -72,7 +72,7 @@ struct Tensor {
 
 // Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms; on a signal it
 // stops after a whole step and raises KeyboardInterrupt.
-using ActionArray = nb::ndarray<nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+using ActionArray = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig, nb::device::cpu>;  // read-only accepted
 
 // Checks the shape and dtype of (num_worlds * num_agents, 3) actions; true for int64.
 bool action_rows_wide(const Manager& mgr, const ActionArray& actions, const char* what)
@@ -139,11 +139,19 @@ nb::dict compiled_level_dict(const er::LevelSource& src, int32_t num_agents)
     return d;
 }
 
+// The manager's lock for one call: a manager used from two threads at once raises instead of
+// corrupting its state (SPEC §8).
+std::unique_lock<std::mutex> claim(Manager& m)
+{
+    std::unique_lock<std::mutex> lock(m.busy(), std::try_to_lock);
+    if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+    return lock;
+}
+
 void step_many(Manager& m, int64_t nstep)
 {
     if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
-    std::unique_lock<std::mutex> lock(m.busy(), std::try_to_lock);
-    if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+    const auto lock = claim(m);
     nb::gil_scoped_release release;
     auto last_check = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < nstep; ++i) {
@@ -269,8 +277,7 @@ NB_MODULE(_core, m)
                  const size_t W = (size_t)mgr.config().num_worlds;
                  if (mask.shape(0) != W || (seeds && seeds->shape(0) != W))
                      throw std::invalid_argument("reset_worlds: mask and seeds need num_worlds entries");
-                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
-                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 const auto lock = claim(mgr);
                  nb::gil_scoped_release release;
                  mgr.reset_worlds(mask.data(), seeds ? seeds->data() : nullptr);
              },
@@ -278,23 +285,23 @@ NB_MODULE(_core, m)
         .def("set_actions",
              [](Manager& mgr, ActionArray actions, bool refuse_done) {
                  const bool wide = action_rows_wide(mgr, actions, "set_actions");
-                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
-                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 const auto lock = claim(mgr);
                  return mgr.set_actions(actions.data(), wide, refuse_done);
              },
              "actions"_a, "refuse_done"_a = false,
              "Validates and copies (num_worlds * num_agents, 3) int32/int64 actions; returns -1, the flat "
              "index of the first out-of-range value, or -2 - w for a world frozen in DISABLED mode.")
         .def("check_actions",
-             [](const Manager& mgr, ActionArray actions, bool refuse_done) {
-                 return mgr.check_actions(actions.data(), action_rows_wide(mgr, actions, "check_actions"), refuse_done);
+             [](Manager& mgr, ActionArray actions, bool refuse_done) {
+                 const bool wide = action_rows_wide(mgr, actions, "check_actions");
+                 const auto lock = claim(mgr);
+                 return mgr.check_actions(actions.data(), wide, refuse_done);
              },
              "actions"_a, "refuse_done"_a = false, "set_actions's validation alone (nothing written).")
         .def("step_actions",
              [](Manager& mgr, ActionArray actions, bool refuse_done) {
                  const bool wide = action_rows_wide(mgr, actions, "step_actions");
-                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
-                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 const auto lock = claim(mgr);
                  nb::gil_scoped_release release;
                  return mgr.step_with_actions(actions.data(), wide, refuse_done);
              },
@@ -304,19 +311,25 @@ NB_MODULE(_core, m)
         .def("start_recording",
              [](Manager& mgr, const std::string& path, const std::string& config_json, uint32_t interval,
                 uint64_t created_unix_ns) {
-                 std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
-                 if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+                 const auto lock = claim(mgr);
                  mgr.start_recording(path, config_json, interval, created_unix_ns);
              },
              "path"_a, "config_json"_a, "checksum_interval"_a, "created_unix_ns"_a)
         .def("stop_recording", [](Manager& mgr) {
-            std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
-            if (!lock) throw er::Error("this SimManager is already running a call in another thread");
+            const auto lock = claim(mgr);
             return mgr.stop_recording();
         })
         .def_prop_ro("is_recording", &Manager::is_recording)
-        .def("enable_trajectory_logging", &Manager::enable_trajectory_logging, "world"_a, "agent"_a, "path"_a)
-        .def("disable_trajectory_logging", &Manager::disable_trajectory_logging)
+        .def("enable_trajectory_logging",
+             [](Manager& mgr, int32_t world, int32_t agent, const std::string& path) {
+                 const auto lock = claim(mgr);
+                 mgr.enable_trajectory_logging(world, agent, path);
+             },
+             "world"_a, "agent"_a, "path"_a)
+        .def("disable_trajectory_logging", [](Manager& mgr) {
+            const auto lock = claim(mgr);
+            mgr.disable_trajectory_logging();
+        })
         .def_prop_ro("is_trajectory_logging", &Manager::is_trajectory_logging)
         .def_prop_ro("step_count", &Manager::step_count)
         .def("start_episodes",
@@ -325,6 +338,7 @@ NB_MODULE(_core, m)
                  const size_t W = (size_t)mgr.config().num_worlds;
                  if (seeds.shape(0) != W || episodes.shape(0) != W)
                      throw std::invalid_argument("start_episodes: seeds and episodes need num_worlds entries");
+                 const auto lock = claim(mgr);
                  mgr.start_episodes(seeds.data(), episodes.data());
              },
              "seeds"_a, "episodes"_a)
@@ -332,6 +346,7 @@ NB_MODULE(_core, m)
             const size_t W = (size_t)mgr.config().num_worlds;
             auto* out = new uint64_t[W];
             nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint64_t*>(p); });
+            const auto lock = claim(mgr);
             mgr.state_hashes(out);
             return nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>>(out, {W}, owner);
         })

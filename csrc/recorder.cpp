@@ -89,7 +89,13 @@ Recorder::Recorder(const std::string& path, const ReplayHeaderInfo& info, const 
     put_at<uint32_t>(header + kHeaderCrcOffset, crc32(header, kHeaderCrcOffset));
     buffer_.assign(header, header + kHeaderBytes);
     buffer_.insert(buffer_.end(), config_json.begin(), config_json.end());
-    flush();
+    try {
+        flush();
+    } catch (...) {  // no destructor runs for a constructor that throws: close the file here
+        std::fclose(file_);
+        file_ = nullptr;
+        throw;
+    }
 }
 
 Recorder::~Recorder()
@@ -162,10 +168,16 @@ void Recorder::hash(uint64_t step, const uint64_t* hashes)
 void Recorder::finish()
 {
     if (!file_) return;
-    payload_.clear();
-    put<uint64_t>(payload_, steps_);
-    record(kTagEnd, payload_);
-    flush();
+    try {
+        payload_.clear();
+        put<uint64_t>(payload_, steps_);
+        record(kTagEnd, payload_);
+        flush();
+    } catch (...) {  // a failed write (disk full) still closes the file: nothing leaks
+        std::fclose(file_);
+        file_ = nullptr;
+        throw;
+    }
     // Patch num_steps and the header CRC.
     uint8_t header[kHeaderBytes];
     bool ok = std::fseek(file_, 0, SEEK_SET) == 0 && std::fread(header, 1, kHeaderBytes, file_) == kHeaderBytes;

@@ -50,14 +50,29 @@ class RewardConfig:
         return cfg
 
 
-def as_int(name: str, value) -> int:
-    """``value`` as a Python int (numpy integers included), or a TypeError naming ``name``."""
+def as_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as a Python int (numpy integers included), or a TypeError naming ``name``; with
+    ``lo``/``hi``, a ValueError naming it when out of [lo, hi] (the core's fields are fixed-width).
+
+    >>> as_int("num_worlds", 2**70, 1, 2**29)
+    Traceback (most recent call last):
+    ValueError: num_worlds must be between 1 and 536870912, got 1180591620717411303424
+    """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got bool")
     try:
-        return operator.index(value)
+        value = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+#: The ranges of the core's integer fields (checked here so that an int too large gets a ValueError
+#: naming it, not the binding's TypeError).
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def default_rooms(num_agents: int) -> tuple[str, ...]:
@@ -96,6 +111,10 @@ def parse_rooms(rooms: Sequence[str] | None) -> list[int]:
         return []
     if isinstance(rooms, str):
         rooms = [rooms]
+    if not isinstance(rooms, Sequence):
+        raise TypeError(
+            f"rooms must be a sequence of room type names ({', '.join(ROOM_TYPES)}), got {type(rooms).__name__}"
+        )
     if len(rooms) == 0:
         raise ValueError("rooms must list 1 to 4 room types, got an empty sequence (None means the default)")
     codes = []

@@ -18,6 +18,8 @@ from typing_extensions import Self
 from escape_room_env import _core
 from escape_room_env.config import (
     AUTORESET_FROM_CODE,
+    INT32,
+    INT64,
     ROOM_TYPES,
     AutoresetMode,
     RewardConfig,
@@ -51,6 +53,16 @@ def _default_num_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _output_path(what: str, path: str | os.PathLike) -> str:
+    """A path the core will write, as str; a NUL byte (which C would cut the name at) raises."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if "\0" in path:
+        raise ValueError(f"{what} {path!r} holds a NUL byte")
+    return path
 
 
 class SimManager:
@@ -110,20 +122,20 @@ class SimManager:
             raise TypeError(f"exec_mode must be ExecMode.CPU or ExecMode.CUDA, got {exec_mode!r}")
         cfg = _core.Config()
         cfg.enable_batch_renderer = bool(enable_batch_renderer)
-        cfg.render_width = as_int("render_width", render_width)
-        cfg.render_height = as_int("render_height", render_height)
+        cfg.render_width = as_int("render_width", render_width, *INT32)
+        cfg.render_height = as_int("render_height", render_height, *INT32)
         cfg.exec_mode = exec_mode
-        cfg.gpu_id = as_int("gpu_id", gpu_id)
-        cfg.num_worlds = as_int("num_worlds", num_worlds)
+        cfg.gpu_id = as_int("gpu_id", gpu_id, *INT32)
+        cfg.num_worlds = as_int("num_worlds", num_worlds, *INT64)
         seed = as_int("rand_seed", rand_seed)
         if not 0 <= seed < 2**64:
             raise ValueError(f"rand_seed must be in [0, 2**64), got {seed}")
         cfg.rand_seed = seed
-        cfg.num_agents = as_int("num_agents", num_agents)
+        cfg.num_agents = as_int("num_agents", num_agents, *INT32)
         self._autoreset_mode = parse_autoreset(autoreset_mode, bool(auto_reset))
         cfg.autoreset_mode = autoreset_code(self._autoreset_mode)
         cfg.num_threads = (
-            _default_num_threads() if num_threads is None else as_int("num_threads", num_threads)
+            _default_num_threads() if num_threads is None else as_int("num_threads", num_threads, *INT32)
         )
         cfg.rooms = parse_rooms(rooms)
         self._levels = parse_levels(levels)
@@ -133,7 +145,7 @@ class SimManager:
             )
         self._compiled_levels = tuple(compile_level(level, cfg.num_agents) for level in self._levels)
         cfg.levels = [level._to_core() for level in self._levels]
-        cfg.episode_len = as_int("episode_len", episode_len)
+        cfg.episode_len = as_int("episode_len", episode_len, *INT32)
         self._reward = parse_reward(reward)
         cfg.reward = self._reward._to_core()
         self._impl = _core.Manager(cfg)
@@ -151,7 +163,9 @@ class SimManager:
         Exactly ``nstep`` calls of ``step()``; reset flags apply to the first. Ctrl-C stops it
         after a whole step (KeyboardInterrupt), leaving every tensor consistent.
         """
-        self._impl.step(nstep if type(nstep) is int else as_int("nstep", nstep))
+        self._impl.step(
+            nstep if type(nstep) is int and -(2**63) <= nstep < 2**63 else as_int("nstep", nstep, *INT64)
+        )
 
     def reset_worlds(self, mask=None, seeds=None) -> None:
         """Starts a new episode at once in the worlds where ``mask`` is true (all if None).
@@ -268,8 +282,8 @@ class SimManager:
         if self._impl.is_recording:
             raise EscapeRoomError("already recording; call stop_recording() first")
         interval = as_int("checksum_interval", checksum_interval)
-        if interval < 1:
-            raise ValueError(f"checksum_interval must be >= 1, got {interval}")
+        if not 1 <= interval < 2**32:
+            raise ValueError(f"checksum_interval must be between 1 and {2**32 - 1}, got {interval}")
         if seed is not None:
             self.reseed(seed)
             start = "seed"
@@ -284,7 +298,9 @@ class SimManager:
             self.reset_worlds()
             start = "reset"
         config = self._replay_config(start, interval)
-        self._impl.start_recording(os.fspath(path), json.dumps(config), interval, time.time_ns())
+        self._impl.start_recording(
+            _output_path("recording path", path), json.dumps(config), interval, time.time_ns()
+        )
 
     def stop_recording(self) -> int:
         """Finishes the recording (final hash, END record, header) and returns its step count."""
@@ -405,6 +421,8 @@ class SimManager:
         Returns True when the step it just ran was the last recorded one. Hash checkpoints
         are verified on the way: a mismatch raises ``ReplayDivergenceError``.
         """
+        if self._impl.closed:
+            raise EscapeRoomError("this SimManager is closed; create a new one")
         if self._replay is None:
             raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
         return self._replay.advance(self)
@@ -426,9 +444,9 @@ class SimManager:
     ):
         """Logs one line per step for one agent (SPEC §5.2) to ``filename`` or, if None, stdout."""
         sys.stdout.flush()
-        path = "" if filename is None else os.fspath(filename)
+        path = "" if filename is None else _output_path("trajectory log filename", filename)
         self._impl.enable_trajectory_logging(
-            as_int("world_idx", world_idx), as_int("agent_idx", agent_idx), path
+            as_int("world_idx", world_idx, *INT32), as_int("agent_idx", agent_idx, *INT32), path
         )
 
     def disable_trajectory_logging(self) -> None:

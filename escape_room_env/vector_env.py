@@ -278,6 +278,17 @@ class EscapeRoomVectorEnv(VectorEnv):
         ``seed``: an int s gives world w the seed ``s + w``; a list of num_envs entries gives
         world w entry ``w * num_agents`` (None: continue the world's stream); None never reseeds.
         """
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"options must be a dict (or None), got {type(options).__name__}")
+        if not (
+            seed is None
+            or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool))
+            or (isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)))
+        ):
+            raise TypeError(
+                f"seed must be an int, a list of num_envs={self.num_envs} ints or None, or None; "
+                f"got {type(seed).__name__}"
+            )
         env_mask = None
         if options is not None and "reset_mask" in options:
             env_mask = self._check_reset_mask(options["reset_mask"])

@@ -39,6 +39,7 @@ from typing import Any, Union
 import numpy as np
 
 from escape_room_env import _core
+from escape_room_env.config import as_int
 
 __all__ = [
     "CompiledLevel",
@@ -69,6 +70,14 @@ class Level:
     momentary: tuple[int, ...] = ()
     cell_size: float = 2.0
     name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ascii, str):
+            raise ValueError(f"level {self.name!r}: ascii must be a string, got {type(self.ascii).__name__}")
+        for g in self.momentary:
+            if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 1 <= g <= 8:
+                raise ValueError(f"level {self.name!r}: momentary lists door group {g!r}; groups are 1 to 8")
+        object.__setattr__(self, "momentary", tuple(int(g) for g in self.momentary))
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], *, name: str = "") -> Level:
@@ -270,6 +279,7 @@ def compile_level(spec: LevelSpec, num_agents: int = 1) -> CompiledLevel:
     can reach compiles with a :class:`LevelWarning`.
     """
     level = parse_level(spec)
+    num_agents = as_int("num_agents", num_agents, 1, 4)
     _check_ascii_only(level)
     d = _core.compile_level(level._to_core(), num_agents)  # ValueError naming row and column
     for message in d["warnings"]:
