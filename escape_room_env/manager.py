@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -529,6 +530,8 @@ class SimManager:
         )
         self.reset_tensor().to_numpy()[:] = 0
         self._replay = _ReplayCursor(replay)
+        # A manager dropped without close() still closes its file (no ResourceWarning, no leak).
+        weakref.finalize(self, replay.close)
         self._replay.check_initial(self)
 
     # -- configuration ----------------------------------------------------------------------

@@ -871,3 +871,24 @@ def test_truncating_a_real_recording_at_every_byte_offset(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert er.SimManager.read_replay_metadata(path).complete
+
+
+def test_a_replay_manager_dropped_without_close_closes_its_file(tmp_path):
+    import gc
+    import os
+    import warnings
+
+    path = tmp_path / "dropped.bin"
+    sim = er.SimManager(num_worlds=2, rand_seed=0)
+    with sim.recording(path, seed=1):
+        sim.step(3)
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        replay = er.SimManager.from_replay(path)
+        replay.replay_step()
+        del replay
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds
