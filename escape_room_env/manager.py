@@ -339,10 +339,13 @@ class SimManager:
         enable_batch_renderer: bool = False,
         *,
         num_threads: int | None = None,
+        render_width: int = 64,
+        render_height: int = 64,
     ) -> SimManager:
         """A manager configured from a replay file and positioned at its first step.
 
-        Everything but where to run comes from the file; call :meth:`replay_step` to advance.
+        Everything but where to run (and the batch renderer's image size) comes from the file;
+        call :meth:`replay_step` to advance.
         """
         from escape_room_env.replay import ReplayFile
 
@@ -356,6 +359,8 @@ class SimManager:
                 meta.num_worlds,
                 meta.seed,
                 enable_batch_renderer=enable_batch_renderer,
+                render_width=render_width,
+                render_height=render_height,
                 num_agents=meta.num_agents,
                 autoreset_mode=meta.autoreset_mode,
                 num_threads=num_threads,
