@@ -8,18 +8,24 @@ namespace er {
 
 constexpr float kNoHit = 3.0e38f;
 
+// Lanes of a ray bundle: the 30 rays padded to a multiple of 16, so that the CPU build's
+// 16-wide vector loops have no scalar remainder (the 2 spare lanes repeat ray 0 and are dropped).
+constexpr int32_t kRayLanes = 32;
+static_assert(kRayLanes >= kLidarRays && kRayLanes % 16 == 0, "whole 16-lane vectors");
+
 // Ray k points at yaw + 2*pi*k/30 (counter-clockwise). The rotation of the forward vector by
 // 2*pi*k/30 comes from this table, filled once with sincos_f((float)k * (2*pi/30)) so that
 // each step needs only the agent's own sin/cos.
 struct LidarTable {
-    Vec2 rot[kLidarRays];  // (cos, sin) of 2*pi*k/30
+    Vec2 rot[kRayLanes];  // (cos, sin) of 2*pi*k/30; lanes 30, 31 repeat ray 0
 };
 
 inline LidarTable make_lidar_table()
 {
     LidarTable t{};
-    for (int32_t k = 0; k < kLidarRays; ++k) {
-        const SinCos sc = sincos_f((float)k * (kTwoPi / (float)kLidarRays));
+    for (int32_t k = 0; k < kRayLanes; ++k) {
+        const int32_t ray = k < kLidarRays ? k : 0;
+        const SinCos sc = sincos_f((float)ray * (kTwoPi / (float)kLidarRays));
         t.rot[k] = {sc.cos, sc.sin};
     }
     return t;
@@ -28,10 +34,10 @@ inline LidarTable make_lidar_table()
 // The rays of one agent, one lane per ray. Loops over lanes are branch-free, so the CPU
 // build vectorises them; every lane does the same IEEE operations as a scalar loop would.
 struct RayBundle {
-    float dx[kLidarRays], dy[kLidarRays];    // unit directions
-    float ix[kLidarRays], iy[kLidarRays];    // 1 / direction (0 where the direction is 0)
-    float best[kLidarRays];                  // nearest hit so far, metres
-    int32_t type[kLidarRays];                // its EntityType
+    float dx[kRayLanes], dy[kRayLanes];    // unit directions
+    float ix[kRayLanes], iy[kRayLanes];    // 1 / direction (0 where the direction is 0)
+    float best[kRayLanes];                 // nearest hit so far, metres
+    int32_t type[kRayLanes];               // its EntityType
 };
 
 // Nearest-hit update of every ray against box b: distance to b along the ray (0 from inside),
@@ -42,7 +48,7 @@ ER_HD inline void rays_vs_box(RayBundle& r, Vec2 o, const Box& b, int32_t type)
     const float par_near_x = (o.x >= b.min_x) & (o.x <= b.max_x) ? -kNoHit : kNoHit;
     const float par_near_y = (o.y >= b.min_y) & (o.y <= b.max_y) ? -kNoHit : kNoHit;
     const float lo_x = b.min_x - o.x, hi_x = b.max_x - o.x, lo_y = b.min_y - o.y, hi_y = b.max_y - o.y;
-    for (int32_t k = 0; k < kLidarRays; ++k) {
+    for (int32_t k = 0; k < kRayLanes; ++k) {
         const float tx1 = lo_x * r.ix[k], tx2 = hi_x * r.ix[k];
         const float ty1 = lo_y * r.iy[k], ty2 = hi_y * r.iy[k];
         const bool px = r.dx[k] == 0.0f, py = r.dy[k] == 0.0f;
@@ -65,7 +71,7 @@ ER_HD inline void rays_vs_disc(RayBundle& r, Vec2 o, Vec2 centre, float radius, 
     const Vec2 m = o - centre;
     const float c = dot(m, m) - radius * radius;
     const bool inside = c <= 0.0f;
-    for (int32_t k = 0; k < kLidarRays; ++k) {
+    for (int32_t k = 0; k < kRayLanes; ++k) {
         const float b = m.x * r.dx[k] + m.y * r.dy[k];
         const float disc = b * b - c;
         const bool hit = inside | ((b <= 0.0f) & (disc >= 0.0f));
@@ -84,7 +90,7 @@ ER_HD inline void write_lidar(float* out, const LidarTable& table, const LevelDa
 {
     const Vec2 o = agents[self];
     RayBundle r;
-    for (int32_t k = 0; k < kLidarRays; ++k) {
+    for (int32_t k = 0; k < kRayLanes; ++k) {
         const Vec2 rot = table.rot[k];
         r.dx[k] = forward.x * rot.x - forward.y * rot.y;
         r.dy[k] = forward.x * rot.y + forward.y * rot.x;
