@@ -48,11 +48,12 @@ def instrument_package(prefix: str = PACKAGE) -> int:
     return len(done)
 
 
-def fuzz(test_one_input: Callable[[bytes], None]) -> None:
-    """Instruments the package and hands ``test_one_input`` to libFuzzer (options in sys.argv)."""
+def fuzz(test_one_input: Callable[[bytes], None], **setup) -> None:
+    """Instruments the package and hands ``test_one_input`` to libFuzzer (options in sys.argv;
+    ``setup``: atheris.Setup's keywords, e.g. ``custom_mutator``)."""
     import atheris
 
     count = instrument_package()
     print(f"INFO: instrumented {count} functions of {PACKAGE}", file=sys.stderr)
-    atheris.Setup(sys.argv, test_one_input)
+    atheris.Setup(sys.argv, test_one_input, **setup)
     atheris.Fuzz()

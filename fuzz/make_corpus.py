@@ -125,6 +125,10 @@ def level_corpus(out: Path) -> None:
     for name, (text, agents, momentary) in handmade.items():
         (out / f"{name}.txt").write_bytes(level_input(text, num_agents=agents, momentary=momentary))
     (out / "plain_text_form.txt").write_bytes(level_input("#####\n#E..#\n#.S.#\n#####", as_dict=False))
+    for agents in range(1, 5):  # generated levels (flag 0x40): the text's bytes seed the generator
+        for k in range(2):
+            head = bytes([(agents - 1) | 0xC0, 16 * (k + 1), 0b10 * k])
+            (out / f"generated_{agents}_agents_{k}.txt").write_bytes(head + f"seed {agents} {k}".encode())
     (out / "big_cells.txt").write_bytes(level_input("###\n#E#\n#S#\n###", cell=200))
 
 
