@@ -17,8 +17,11 @@ below), a crash of the native core or a timeout. atheris prints it and saves the
 from __future__ import annotations
 
 import os
+import random
+import struct
 import tempfile
 import warnings
+import zlib
 
 from atheris_harness import fuzz
 
@@ -35,6 +38,37 @@ DOCUMENTED = (er.ReplayFormatError, er.ReplayDivergenceError, ValueError)
 PATH = os.path.join(
     "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(), f"fuzz_replay_{os.getpid()}.bin"
 )
+
+
+def repair(data: bytes) -> bytes:
+    """``data`` with its sizes and checksums made consistent again, where the framing allows:
+    config_bytes pointed at the first record (the HASH of step 0), the header CRC, and each
+    record's CRC. Mutations then reach the checks behind the CRCs and the simulator."""
+    out = bytearray(data)
+    if len(out) < 96:
+        return bytes(out)
+    first = out.find(b"HASH", 96)
+    if first >= 0:
+        struct.pack_into("<Q", out, 48, first - 96)
+    struct.pack_into("<I", out, 76, zlib.crc32(bytes(out[:76])))
+    pos = 96 + struct.unpack_from("<Q", out, 48)[0]
+    while pos + 12 <= len(out):
+        (length,) = struct.unpack_from("<I", out, pos + 4)
+        end = pos + 8 + length
+        if end + 4 > len(out):
+            break
+        struct.pack_into("<I", out, end, zlib.crc32(bytes(out[pos:end])))
+        pos = end + 4
+    return bytes(out)
+
+
+def mutate(data: bytes, max_size: int, seed: int) -> bytes:
+    """libFuzzer's mutation, then, two times in three, :func:`repair` (without it almost every
+    mutant stops at a CRC check: 0.6 % of inputs opened, 0.4 % reached the simulator)."""
+    import atheris
+
+    mutant = atheris.Mutate(data, max_size)
+    return repair(mutant)[:max_size] if random.Random(seed).random() < 2 / 3 else mutant
 
 
 def check_records(replay: ReplayFile) -> None:
@@ -97,4 +131,4 @@ def replay_file(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    fuzz(test_one_input)
+    fuzz(test_one_input, custom_mutator=mutate)
