@@ -189,7 +189,7 @@ def test_num_worlds_beyond_the_cores_int32_limit_raises_value_error():
     ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_integer_too_large_for_the_core_raises_value_error_naming_it(name, call):
-    with pytest.raises(ValueError, match=rf"{name}"):
+    with pytest.raises(ValueError, match=rf"{name} (must be between -?\d+ and \d+|lists door group \d+)"):
         call()
 
 
