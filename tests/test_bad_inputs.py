@@ -682,6 +682,25 @@ def test_disk_full_while_recording_leaks_no_descriptor(tmp_path):
     assert open_fds() == before
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: TrajectoryLog ignores the results of fprintf/fflush/fclose, so lines written "
+    "to a full disk are lost without an error (the recorder raises on the same failure)",
+)
+def test_trajectory_log_to_a_full_disk_raises_escape_room_error():
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    with er.SimManager(num_worlds=2, num_threads=1) as sim:
+        try:
+            with pytest.raises(er.EscapeRoomError, match=r"trajectory log /dev/full"):
+                sim.enable_trajectory_logging(0, 0, "/dev/full")
+                sim.step(nstep=3000)  # far more than a stdio buffer
+                sim.disable_trajectory_logging()
+        finally:
+            with contextlib.suppress(er.EscapeRoomError):
+                sim.disable_trajectory_logging()
+
+
 # -- use after close -------------------------------------------------------------------------
 
 
