@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 namespace er {
@@ -154,9 +155,20 @@ void Manager::step_from(const ActionSource* actions)
     }
     if (trajectory_) {
         const size_t i = (size_t)trajectory_->world() * s.num_agents + trajectory_->agent();
-        trajectory_->write(step_count_, s.agent_pos[i].x, s.agent_pos[i].y, s.agent_yaw[i], s.progress_out[i],
-                           s.reward_out[i], s.done_out[i], action);
+        try {
+            trajectory_->write(step_count_, s.agent_pos[i].x, s.agent_pos[i].y, s.agent_yaw[i], s.progress_out[i],
+                               s.reward_out[i], s.done_out[i], action);
+        } catch (...) {  // the step happened; the log stops here and says so
+            trajectory_.reset();
+            throw;
+        }
     }
+}
+
+void Manager::disable_trajectory_logging()
+{
+    std::unique_ptr<TrajectoryLog> log = std::move(trajectory_);
+    if (log) log->finish();
 }
 
 void Manager::reset_worlds(const uint8_t* mask, const uint64_t* seeds)
@@ -297,9 +309,21 @@ std::shared_ptr<Storage> Manager::storage() const
 
 void Manager::close()
 {
-    if (recorder_) stop_recording();
-    trajectory_.reset();
+    // Free the simulation whatever happens; then report the first file that failed.
+    std::exception_ptr error;
+    try {
+        if (recorder_) stop_recording();
+    } catch (...) {
+        error = std::current_exception();
+    }
+    try {
+        disable_trajectory_logging();
+    } catch (...) {
+        if (!error) error = std::current_exception();
+    }
+    recorder_.reset();
     backend_.reset();
+    if (error) std::rethrow_exception(error);
 }
 
 const std::vector<std::string>& Manager::tensor_names()

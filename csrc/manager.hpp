@@ -71,7 +71,8 @@ public:
     uint64_t stop_recording();
     bool is_recording() const { return recorder_ != nullptr; }
     void enable_trajectory_logging(int32_t world, int32_t agent, const std::string& path);
-    void disable_trajectory_logging() { trajectory_.reset(); }
+    // Flushes and closes the log; throws Error when its last lines cannot be written.
+    void disable_trajectory_logging();
     bool is_trajectory_logging() const { return trajectory_ != nullptr; }
     // Every world starts episode episodes[w] of stream seeds[w] (a replay's starting point).
     void start_episodes(const uint64_t* seeds, const uint32_t* episodes);

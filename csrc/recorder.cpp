@@ -192,7 +192,7 @@ void Recorder::finish()
 }
 
 TrajectoryLog::TrajectoryLog(int32_t world, int32_t agent, const std::string& path)
-    : world_(world), agent_(agent), file_(stdout), owns_(false)
+    : world_(world), agent_(agent), path_(path.empty() ? std::string("<stdout>") : path), file_(stdout), owns_(false)
 {
     if (!path.empty()) {
         file_ = std::fopen(path.c_str(), "w");
@@ -203,20 +203,44 @@ TrajectoryLog::TrajectoryLog(int32_t world, int32_t agent, const std::string& pa
 
 TrajectoryLog::~TrajectoryLog()
 {
+    if (!file_) return;
     if (owns_) std::fclose(file_);
     else std::fflush(file_);
+}
+
+void TrajectoryLog::fail(const char* what)
+{
+    const int err = errno;
+    if (owns_ && file_) std::fclose(file_);
+    file_ = nullptr;
+    throw Error("trajectory log " + path_ + ": " + what + ": " + std::strerror(err));
+}
+
+void TrajectoryLog::finish()
+{
+    if (!file_) return;
+    if (std::fflush(file_) != 0) fail("write failed");
+    if (owns_) {
+        const bool closed = std::fclose(file_) == 0;
+        file_ = nullptr;
+        if (!closed) fail("close failed");
+    }
+    file_ = nullptr;
 }
 
 void TrajectoryLog::write(uint64_t step, float x, float y, float yaw, float progress, float reward, int32_t done,
                           const int32_t* action)
 {
+    if (!file_) throw Error("trajectory log " + path_ + ": closed after an earlier error");
     const double yaw_deg = (double)yaw * (180.0 / 3.14159265358979323846);
-    std::fprintf(file_,
+    if (std::fprintf(file_,
                  "step=%llu world=%d agent=%d x=%.3f y=%.3f yaw_deg=%.2f progress=%.3f reward=%.4f done=%d "
                  "action=%d,%d,%d\n",
                  (unsigned long long)step, world_, agent_, (double)x, (double)y, yaw_deg, (double)progress,
-                 (double)reward, done, action[0], action[1], action[2]);
-    if (!owns_) std::fflush(file_);
+                 (double)reward, done, action[0], action[1], action[2]) < 0 ||
+        std::ferror(file_))
+        fail("write failed");
+    if (!owns_ && std::fflush(file_) != 0) fail("write failed");
 }
 
 }  // namespace er

@@ -70,11 +70,17 @@ public:
 
     int32_t world() const { return world_; }
     int32_t agent() const { return agent_; }
+    // One line; throws Error when the line cannot be written (disk full).
     void write(uint64_t step, float x, float y, float yaw, float progress, float reward, int32_t done,
                const int32_t* action);
+    // Flushes and closes the file; throws Error when buffered lines cannot be written.
+    void finish();
 
 private:
+    [[noreturn]] void fail(const char* what);
+
     int32_t world_, agent_;
+    std::string path_;
     std::FILE* file_;
     bool owns_;
 };
