@@ -212,6 +212,25 @@ def other_cpu_cores(
     return round(max(0.0, busy - own) / (after[0] - before[0]), 3)
 
 
+def wait_for_idle(max_wait_s: float, busy_cores: float, window_s: float = 1.0) -> float | None:
+    """Waits until other processes keep at most ``busy_cores`` cores busy over a ``window_s``
+    window, or ``max_wait_s`` has passed; returns the last window's :func:`other_cpu_cores`
+    (None without ``/proc/stat``). On a shared machine this starts a configuration in a quiet
+    spell instead of spending its retries inside someone else's job.
+
+    >>> other = wait_for_idle(0.0, 0.25, window_s=0.01)
+    >>> other is None or other >= 0.0
+    True
+    """
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        before = cpu_snapshot()
+        time.sleep(window_s)
+        other = other_cpu_cores(before, cpu_snapshot())
+        if other is None or other <= busy_cores or time.perf_counter() >= deadline:
+            return other
+
+
 # -- reporting -------------------------------------------------------------------------------
 
 
