@@ -682,23 +682,21 @@ def test_disk_full_while_recording_leaks_no_descriptor(tmp_path):
     assert open_fds() == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: TrajectoryLog ignores the results of fprintf/fflush/fclose, so lines written "
-    "to a full disk are lost without an error (the recorder raises on the same failure)",
-)
-def test_trajectory_log_to_a_full_disk_raises_escape_room_error():
+def test_trajectory_log_to_a_full_disk_raises_and_stops_logging():
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
     with er.SimManager(num_worlds=2, num_threads=1) as sim:
-        try:
-            with pytest.raises(er.EscapeRoomError, match=r"trajectory log /dev/full"):
-                sim.enable_trajectory_logging(0, 0, "/dev/full")
-                sim.step(nstep=3000)  # far more than a stdio buffer
-                sim.disable_trajectory_logging()
-        finally:
-            with contextlib.suppress(er.EscapeRoomError):
-                sim.disable_trajectory_logging()
+        sim.enable_trajectory_logging(0, 0, "/dev/full")
+        with pytest.raises(
+            er.EscapeRoomError, match=r"trajectory log /dev/full: write failed: No space left"
+        ):
+            sim.step(nstep=3000)  # far more than a stdio buffer
+        steps = sim.step_count
+        assert 0 < steps < 3000  # the step whose line failed is whole; the long step stopped there
+        assert not sim._impl.is_trajectory_logging  # logging stopped; the manager goes on
+        sim.disable_trajectory_logging()
+        sim.step()
+        assert sim.step_count == steps + 1
 
 
 # -- use after close -------------------------------------------------------------------------
