@@ -31,13 +31,16 @@ size_t state_bytes(const SimState& cfg);
 // Points every array of `cfg` into `base` (zeroed, at least state_bytes(cfg) bytes, 64-byte aligned).
 SimState bind_state(const SimState& cfg, void* base);
 
-// Actions handed to a step straight from the caller's buffer (host memory, already validated):
-// rows of (move_amount, move_angle, rotate), one per agent, int32 or int64. The backend copies
-// each world's rows into the action tensor as it steps that world, so the tensor afterwards
-// holds what the step used, as if they had been written there first.
-struct ActionSource {
-    const void* data;
-    bool int64;
+// What a step takes from and hands to the caller besides the tensors (host memory):
+// - actions (optional, already validated): rows of (move_amount, move_angle, rotate), one per
+//   agent, int32 or int64. Each world's rows are copied into the action tensor as that world is
+//   stepped, so the tensor afterwards holds what the step used, as if written there first.
+// - obs_copy (optional): [W * A * obs_dim] floats that receive each world's observations right
+//   after its step, from the thread that just wrote them (a copy=True env's fresh array).
+struct StepRequest {
+    const void* actions = nullptr;
+    bool int64 = false;
+    float* obs_copy = nullptr;
 };
 
 class Backend {
@@ -46,8 +49,8 @@ public:
     // The simulation's arrays (device pointers for CUDA).
     virtual const SimState& state() const = 0;
     virtual std::shared_ptr<Storage> storage() const = 0;
-    // One step of every world; with `actions`, their rows replace the action tensor's first.
-    virtual void step(const ActionSource* actions) = 0;
+    // One step of every world, with what `req` gives and asks for.
+    virtual void step(const StepRequest& req) = 0;
     // Starts a new episode in every world with mask[w] != 0, at once; seeds (optional) give
     // the masked worlds a new stream. Host arrays of num_worlds entries.
     virtual void reset_worlds(const uint8_t* mask, const uint64_t* seeds) = 0;

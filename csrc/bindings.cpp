@@ -73,6 +73,7 @@ struct Tensor {
 // Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms; on a signal it
 // stops after a whole step and raises KeyboardInterrupt.
 using ActionArray = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig, nb::device::cpu>;  // read-only accepted
+using ObsArray = nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 
 // Checks the shape and dtype of (num_worlds * num_agents, 3) actions; true for int64.
 bool action_rows_wide(const Manager& mgr, const ActionArray& actions, const char* what)
@@ -299,15 +300,20 @@ NB_MODULE(_core, m)
              },
              "actions"_a, "refuse_done"_a = false, "set_actions's validation alone (nothing written).")
         .def("step_actions",
-             [](Manager& mgr, ActionArray actions, bool refuse_done) {
+             [](Manager& mgr, ActionArray actions, bool refuse_done, std::optional<ObsArray> obs_out) {
                  const bool wide = action_rows_wide(mgr, actions, "step_actions");
+                 const int64_t rows = (int64_t)mgr.config().num_worlds * mgr.config().num_agents;
+                 if (obs_out && (obs_out->shape(0) != (size_t)rows || obs_out->shape(1) != (size_t)mgr.obs_dim()))
+                     throw std::invalid_argument("step_actions: obs_out must have shape (" + std::to_string(rows) +
+                                                 ", " + std::to_string(mgr.obs_dim()) + ")");
                  const auto lock = claim(mgr);
                  nb::gil_scoped_release release;
-                 return mgr.step_with_actions(actions.data(), wide, refuse_done);
+                 return mgr.step_with_actions(actions.data(), wide, refuse_done, obs_out ? obs_out->data() : nullptr);
              },
-             "actions"_a, "refuse_done"_a = false,
+             "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none(),
              "set_actions and one step in a single call (the step copies each world's rows as it "
-             "steps it); returns -1 when it stepped, else set_actions's code (nothing stepped).")
+             "steps it, and with obs_out each world's observations after it); returns -1 when it "
+             "stepped, else set_actions's code (nothing stepped).")
         .def("start_recording",
              [](Manager& mgr, const std::string& path, const std::string& config_json, uint32_t interval,
                 uint64_t created_unix_ns) {

@@ -58,25 +58,18 @@ public:
     const SimState& state() const override { return state_; }
     std::shared_ptr<Storage> storage() const override { return storage_; }
 
-    void step(const ActionSource* actions) override
+    void step(const StepRequest& req) override
     {
-        if (!actions) {
-            parallel_worlds([](CpuBackend& b, int32_t w) {
-                if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
-                step_world(b.state_, b.table_, w);
-                b.render(w);
-            });
-            return;
-        }
-        // Each world's rows are copied just before the world reads them: the action tensor's
-        // line is fetched once, by the thread that steps the world, instead of being written
-        // by the caller and fetched again by the step.
-        actions_ = *actions;
+        // A world's actions are copied just before it reads them, and its observations just
+        // after it wrote them, by the thread that steps it: each line is fetched once, instead
+        // of being written (or read) by the caller and fetched again across cores.
+        req_ = req;
         parallel_worlds([](CpuBackend& b, int32_t w) {
             if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
-            b.copy_actions(w);
+            if (b.req_.actions) b.copy_actions(w);
             step_world(b.state_, b.table_, w);
             b.render(w);
+            if (b.req_.obs_copy) b.copy_observations(w);
         });
     }
 
@@ -119,12 +112,18 @@ private:
     {
         const size_t n = (size_t)kActionDims * state_.num_agents, first = (size_t)w * n;
         int32_t* dst = state_.action_in + first;
-        if (actions_.int64) {
-            const int64_t* src = static_cast<const int64_t*>(actions_.data) + first;
+        if (req_.int64) {
+            const int64_t* src = static_cast<const int64_t*>(req_.actions) + first;
             for (size_t i = 0; i < n; ++i) dst[i] = (int32_t)src[i];
         } else {
-            std::memcpy(dst, static_cast<const int32_t*>(actions_.data) + first, n * sizeof(int32_t));
+            std::memcpy(dst, static_cast<const int32_t*>(req_.actions) + first, n * sizeof(int32_t));
         }
+    }
+
+    void copy_observations(int32_t w)
+    {
+        const size_t n = (size_t)state_.num_agents * (size_t)state_.obs_dim, first = (size_t)w * n;
+        std::memcpy(req_.obs_copy + first, state_.obs_out + first, n * sizeof(float));
     }
 
     using WorldFn = void (*)(CpuBackend&, int32_t);
@@ -157,7 +156,7 @@ private:
     std::shared_ptr<Storage> storage_;
     SimState state_{};
     LidarTable table_{};
-    ActionSource actions_{};
+    StepRequest req_{};
     const uint8_t* mask_ = nullptr;
     const uint64_t* seeds_ = nullptr;
 };

@@ -120,24 +120,23 @@ void Manager::check_open() const
     if (!backend_) throw Error("this SimManager is closed; create a new one");
 }
 
-void Manager::step() { step_from(nullptr); }
+void Manager::step() { step_from(StepRequest{}); }
 
-int64_t Manager::step_with_actions(const void* data, bool int64, bool refuse_done)
+int64_t Manager::step_with_actions(const void* data, bool int64, bool refuse_done, float* obs_copy)
 {
     const int64_t code = check_actions(data, int64, refuse_done);
     if (code != -1) return code;
-    const ActionSource src{data, int64};
-    step_from(&src);
+    step_from(StepRequest{data, int64, obs_copy});
     return -1;
 }
 
-void Manager::step_from(const ActionSource* actions)
+void Manager::step_from(StepRequest req)
 {
     check_open();
     const SimState& s = backend_->state();
-    if (actions && (recorder_ || trajectory_)) {  // both read the actions before the step
-        copy_actions(*actions);
-        actions = nullptr;
+    if (req.actions && (recorder_ || trajectory_)) {  // both read the actions before the step
+        copy_actions(req);
+        req.actions = nullptr;
     }
     if (recorder_) recorder_->step(s.reset_in, s.action_in);
     int32_t action[3] = {0, 0, 0};
@@ -147,7 +146,7 @@ void Manager::step_from(const ActionSource* actions)
         action[1] = clamp_i(a[1], 0, kNumMoveAngles - 1);
         action[2] = clamp_i(a[2], 0, kNumRotates - 1);
     }
-    backend_->step(actions);
+    backend_->step(req);
     ++step_count_;
     if (recorder_ && recorder_->num_steps() % recorder_->checksum_interval() == 0) {
         backend_->state_hashes(hashes_.data());
@@ -282,22 +281,22 @@ int64_t Manager::check_actions(const void* data, bool int64, bool refuse_done) c
     return -1;
 }
 
-void Manager::copy_actions(const ActionSource& src)
+void Manager::copy_actions(const StepRequest& src)
 {
     const SimState& s = backend_->state();
     const int64_t n = (int64_t)s.num_worlds * s.num_agents * kActionDims;
     if (src.int64) {
-        const int64_t* from = static_cast<const int64_t*>(src.data);
+        const int64_t* from = static_cast<const int64_t*>(src.actions);
         for (int64_t i = 0; i < n; ++i) s.action_in[i] = (int32_t)from[i];
     } else {
-        std::memcpy(s.action_in, src.data, (size_t)n * sizeof(int32_t));
+        std::memcpy(s.action_in, src.actions, (size_t)n * sizeof(int32_t));
     }
 }
 
 int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
 {
     const int64_t code = check_actions(data, int64, refuse_done);
-    if (code == -1) copy_actions({data, int64});
+    if (code == -1) copy_actions(StepRequest{data, int64, nullptr});
     return code;
 }
 

@@ -85,7 +85,8 @@ public:
     // set_actions and step() in one call, without the intermediate copy: the step copies each
     // world's rows as it reaches the world. Returns -1 when it stepped, else set_actions's
     // error code (nothing written, nothing stepped).
-    int64_t step_with_actions(const void* data, bool int64, bool refuse_done);
+    // With obs_copy, each world's observations are also copied there ([W * A * obs_dim]).
+    int64_t step_with_actions(const void* data, bool int64, bool refuse_done, float* obs_copy = nullptr);
     // set_actions's validation alone: its return code, nothing written.
     int64_t check_actions(const void* data, bool int64, bool refuse_done) const;
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
@@ -109,8 +110,8 @@ public:
 
 private:
     void check_open() const;
-    void copy_actions(const ActionSource& src);
-    void step_from(const ActionSource* actions);
+    void copy_actions(const StepRequest& src);
+    void step_from(StepRequest req);
 
     Config cfg_;
     std::unique_ptr<Backend> backend_;

@@ -259,6 +259,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         self._step_actions = sim._impl.step_actions
         self._refuse_done = mode is AutoresetMode.DISABLED
         self._same_step = mode is AutoresetMode.SAME_STEP
+        self._copy_vector_obs = self.copy and obs_mode == "vector"
         self._zero_copy_views = None
         if not self.copy and not self._same_step and self._rgbd is None:
             self._zero_copy_views = (self._obs, self._rewards, self._terminated, self._truncated)
@@ -310,6 +311,12 @@ class EscapeRoomVectorEnv(VectorEnv):
         if type(actions) is not np.ndarray:
             actions = self._as_array(actions)
         if self._zero_copy_views is None:
+            if self._copy_vector_obs:
+                # A fresh observation array, filled by the worker threads right after each
+                # world's step (cache-hot, in parallel) instead of copied here afterwards.
+                obs = np.empty(self._obs.shape, dtype=np.float32)
+                self._call_core(actions, obs)
+                return self._outputs(obs)
             self._call_core(actions)
             return self._outputs()
         # copy=False without SAME_STEP: the results are the simulator's own buffers and a fresh
@@ -320,10 +327,11 @@ class EscapeRoomVectorEnv(VectorEnv):
         self._call_core(actions)
         return obs, rewards, terminated, truncated, infos
 
-    def _call_core(self, actions: np.ndarray) -> None:
-        """Validates the actions and steps, in one core call (dtype and shape checked there too)."""
+    def _call_core(self, actions: np.ndarray, obs_out: np.ndarray | None = None) -> None:
+        """Validates the actions and steps, in one core call (dtype and shape checked there too);
+        with ``obs_out``, the core also copies the new observations into it."""
         try:
-            code = self._step_actions(actions, self._refuse_done)
+            code = self._step_actions(actions, self._refuse_done, obs_out)
         except (TypeError, ValueError):
             self._check_actions_array(actions)  # the same failure, told in this env's terms
             raise
@@ -338,9 +346,12 @@ class EscapeRoomVectorEnv(VectorEnv):
         if actions.shape != (self.num_envs, 3):
             raise ValueError(f"actions must have shape ({self.num_envs}, 3), got {actions.shape}")
 
-    def _outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def _outputs(
+        self, obs: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """The step's results from the simulator's buffers (fresh arrays when ``copy``)."""
-        obs = self._observation()
+        if obs is None:
+            obs = self._observation()
         if self.copy:
             rewards, terminated, truncated = (
                 self._rewards.copy(),

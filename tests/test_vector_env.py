@@ -859,6 +859,33 @@ def test_step_actions_with_a_bad_action_steps_nothing():
     np.testing.assert_array_equal(sim.action_tensor().to_numpy(), 0)
 
 
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_copy_true_observations_copied_by_the_core_equal_the_simulators(mode):
+    """copy=True has the core's threads copy each world's observations right after its step:
+    the fresh array must hold exactly what the simulator shows, every step, in every mode."""
+    envs = make_env(97 * 2, num_agents=2, num_threads=2, autoreset_mode=mode, episode_len=7)
+    obs, _ = envs.reset(seed=4)
+    rng = np.random.default_rng(3)
+    sim_obs = envs.sim.observation_tensor().to_numpy().reshape(envs.num_envs, -1)
+    for _ in range(20):
+        actions = random_actions(rng, envs.num_envs)
+        if mode is DISABLED:
+            done = envs.sim.done_tensor().to_numpy().reshape(-1).astype(bool)
+            if done.any():
+                envs.reset(options={"reset_mask": np.repeat(done[:: envs.num_agents], envs.num_agents)})
+        previous = obs
+        obs, *_ = envs.step(actions)
+        assert obs is not previous and not np.shares_memory(obs, sim_obs)
+        np.testing.assert_array_equal(obs, sim_obs)
+
+
+def test_step_actions_checks_the_shape_of_obs_out():
+    sim = er.SimManager(num_worlds=3, rand_seed=0)
+    with pytest.raises(ValueError, match=re.escape("obs_out must have shape (3, 87)")):
+        sim._impl.step_actions(np.zeros((3, 3), np.int64), False, np.empty((3, 86), np.float32))
+    assert sim._impl.step_count == 0
+
+
 # -- construction and closing -------------------------------------------------------------------
 
 
