@@ -65,6 +65,10 @@ def as_int(name: str, value, lo: int | None = None, hi: int | None = None) -> in
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
     if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if (lo, hi) in _FIELD_RANGES:  # only the field's width is checked here; the core checks the rest
+            raise ValueError(
+                f"{name}={value} is out of range: it does not fit the core's {_FIELD_RANGES[lo, hi]}"
+            )
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
     return value
 
@@ -73,6 +77,7 @@ def as_int(name: str, value, lo: int | None = None, hi: int | None = None) -> in
 #: naming it, not the binding's TypeError).
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
+_FIELD_RANGES = {INT32: "32-bit integer field", INT64: "64-bit integer field"}
 
 
 def default_rooms(num_agents: int) -> tuple[str, ...]:

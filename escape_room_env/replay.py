@@ -306,10 +306,11 @@ class ReplayFile:
     def __init__(self, path: PathLike):
         self.path = os.fsdecode(path)
         try:  # before open(): opening a FIFO would block until a writer appears
-            is_file = stat.S_ISREG(os.stat(path).st_mode)
+            mode = os.stat(path).st_mode
+            special = not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # open() names a directory itself
         except (OSError, ValueError):
-            is_file = True  # let open() raise its own error
-        if not is_file:
+            special = False  # let open() raise its own error
+        if special:
             raise ReplayFormatError(f"{self.path}: byte 0: not a regular file")
         self._file = open(path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed in close()
         try:

@@ -287,7 +287,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             or (isinstance(seed, Sequence) and not isinstance(seed, (str, bytes)))
         ):
             raise TypeError(
-                f"seed must be an int, a list of num_envs={self.num_envs} ints or None, or None; "
+                f"seed must be None, an int, or a list of num_envs={self.num_envs} entries (ints or None); "
                 f"got {type(seed).__name__}"
             )
         env_mask = None

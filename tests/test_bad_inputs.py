@@ -189,7 +189,11 @@ def test_num_worlds_beyond_the_cores_int32_limit_raises_value_error():
     ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_integer_too_large_for_the_core_raises_value_error_naming_it(name, call):
-    with pytest.raises(ValueError, match=rf"{name} (must be between -?\d+ and \d+|lists door group \d+)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{name}(=\d+ is out of range: it does not fit the core's (32|64)-bit integer field| must be "
+        rf"between -?\d+ and \d+| lists door group \d+)",
+    ):
         call()
 
 
@@ -413,7 +417,7 @@ def test_cuda_actions_for_a_cpu_env_raise_value_error():
 def test_vector_env_reset_with_a_seed_or_options_of_the_wrong_type_names_the_argument(seed, options):
     envs = make_env()
     with pytest.raises(
-        TypeError, match=r"seed must be an int, a list of num_envs=4 ints|options must be a dict"
+        TypeError, match=r"seed must be None, an int, or a list of num_envs=4 entries|options must be a dict"
     ):
         envs.reset(seed=seed, options=options)
 
