@@ -88,10 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def steps_for(num_worlds: int, args: argparse.Namespace) -> int:
     """Steps per repeat: ``--steps``, else about 2**20 world-steps (2**13 in quick mode), 8..20000."""
-    if args.steps:
-        return args.steps
-    target = 2**13 if args.quick else 2**20
-    return int(np.clip(target // num_worlds, 8, 20000))
+    return harness.steps_per_repeat(num_worlds, 2**13 if args.quick else 2**20, 8, 20000, args.steps)
 
 
 def overhead_steps(args: argparse.Namespace) -> int:

@@ -128,9 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def loop_steps(num_worlds: int, args: argparse.Namespace) -> int:
     """Env steps per repeat of tiers a and b: about 2**18 world-steps (2**10 quick), 8 ... 5000."""
-    if args.steps:
-        return args.steps
-    return int(np.clip((2**10 if args.quick else 2**18) // num_worlds, 8, 5000))
+    return harness.steps_per_repeat(num_worlds, 2**10 if args.quick else 2**18, 8, 5000, args.steps)
 
 
 def train_updates(num_worlds: int, args: argparse.Namespace) -> int:

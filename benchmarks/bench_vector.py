@@ -287,16 +287,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def headline_steps(num_worlds: int, args: argparse.Namespace) -> int:
     """Calls per repeat at the headline size: about 2**19 world-steps (2**12 quick)."""
-    if args.steps:
-        return args.steps
-    return int(np.clip((2**12 if args.quick else 2**19) // num_worlds, 8, 5000))
+    return harness.steps_per_repeat(num_worlds, 2**12 if args.quick else 2**19, 8, 5000, args.steps)
 
 
 def fit_steps(num_worlds: int, args: argparse.Namespace) -> int:
     """Calls per repeat in the fit: a few thousand at small N, about 2**18 world-steps above."""
-    if args.steps:
-        return args.steps
-    return int(np.clip((2**11 if args.quick else 2**18) // num_worlds, 16 if args.quick else 64, 5000))
+    return harness.steps_per_repeat(
+        num_worlds, 2**11 if args.quick else 2**18, 16 if args.quick else 64, 5000, args.steps
+    )
 
 
 def warmup_steps(steps: int) -> int:
@@ -875,9 +873,7 @@ Build = Callable[[], tuple[Callable[[int], Any], Callable[[], None]]]
 
 def peer_steps(num_worlds: int, args: argparse.Namespace) -> int:
     """Calls per repeat in the sweep: about 2**19 world-steps (2**11 quick), 8 ... 20000."""
-    if args.steps:
-        return args.steps
-    return int(np.clip((2**11 if args.quick else 2**19) // num_worlds, 8, 20000))
+    return harness.steps_per_repeat(num_worlds, 2**11 if args.quick else 2**19, 8, 20000, args.steps)
 
 
 def sync_steps(num_envs: int, args: argparse.Namespace) -> int:

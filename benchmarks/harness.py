@@ -385,6 +385,18 @@ def result_paths(suite: str, results_dir: Path, desc: dict[str, Any] | None = No
     return results_dir / f"{stem}.jsonl", results_dir / f"{stem}.md"
 
 
+def steps_per_repeat(num_worlds: int, world_steps: int, lo: int, hi: int, override: int | None = None) -> int:
+    """Calls per timed repeat so that one repeat does about ``world_steps`` world-steps, kept
+    within [lo, hi]; ``override`` (a script's ``--steps``) wins when given.
+
+    >>> steps_per_repeat(4096, 2**19, 8, 5000), steps_per_repeat(1, 2**19, 8, 5000), steps_per_repeat(1, 4, 8, 9, 3)
+    (128, 5000, 3)
+    """
+    if override:
+        return override
+    return min(max(world_steps // num_worlds, lo), hi)
+
+
 ACTION_POOL = 8  # distinct action arrays cycled through, drawn before timing
 
 
