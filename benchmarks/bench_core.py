@@ -104,24 +104,6 @@ def random_actions(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return rng.integers(0, np.array(er.action.NUM_CHOICES), size=(*shape, 3), dtype=np.int32)
 
 
-def step_with_new_actions(sim: er.SimManager) -> Callable[[int], float]:
-    """``run(n)``: n steps, each after copying a new action array in; returns the step time only."""
-    actions = sim.action_tensor().to_numpy()
-    pool = random_actions((ACTION_POOL, sim.num_worlds, sim.num_agents))
-    step, clock = sim.step, time.perf_counter
-
-    def run(n: int) -> float:
-        secs = 0.0
-        for i in range(n):
-            np.copyto(actions, pool[i % ACTION_POOL])
-            t0 = clock()
-            step()
-            secs += clock() - t0
-        return secs
-
-    return run
-
-
 def bench_core_step(args: argparse.Namespace, out: TextIO | None) -> list[dict[str, Any]]:
     records = []
     for num_worlds in args.worlds:
@@ -131,7 +113,7 @@ def bench_core_step(args: argparse.Namespace, out: TextIO | None) -> list[dict[s
                     harness.measure(
                         "core_step",
                         "escape_room_env",
-                        step_with_new_actions(sim),
+                        harness.sim_run(sim, harness.action_pool(num_worlds)),
                         num_worlds=num_worlds,
                         num_agents=1,
                         threads=threads,

@@ -402,35 +402,18 @@ ACTION_POOL = 8  # distinct action arrays cycled through, drawn before timing
 
 def action_pool(num_envs: int, seed: int = 0) -> list:
     """ACTION_POOL int64 (num_envs, 3) arrays, each component uniform over its choices."""
-    import numpy as np
+    from escape_room_env.bench import action_pool as draw
 
-    from escape_room_env.action import NUM_CHOICES
-
-    rng = np.random.default_rng(seed)
-    return list(rng.integers(0, np.array(NUM_CHOICES), size=(ACTION_POOL, num_envs, 3), dtype=np.int64))
+    return draw(num_envs, ACTION_POOL, seed)
 
 
 def sim_run(sim, pool: list, read_obs: bool = False) -> Callable[[int], float]:
     """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions in;
-    with ``read_obs``, the observations are copied out after each call (untimed)."""
-    import numpy as np
+    with ``read_obs``, the observations are copied out after each call (untimed). The package's
+    own loop (``escape_room_env.bench.sim_step_loop``, which ``escape-room bench`` times too)."""
+    from escape_room_env.bench import sim_step_loop
 
-    actions = sim.action_tensor().to_numpy().reshape(sim.num_worlds * sim.num_agents, 3)
-    obs = sim.observation_tensor().to_numpy()
-    step, copyto, clock = sim.step, np.copyto, time.perf_counter
-
-    def run(n: int) -> float:
-        secs = 0.0
-        for i in range(n):
-            copyto(actions, pool[i % ACTION_POOL])
-            t0 = clock()
-            step()
-            secs += clock() - t0
-            if read_obs:
-                obs.copy()
-        return secs
-
-    return run
+    return sim_step_loop(sim, pool, read_obs)
 
 
 class Tee:

@@ -29,7 +29,7 @@ import numpy as np
 
 import escape_room_env as er
 
-__all__ = ["format_table", "run_quick"]
+__all__ = ["action_pool", "format_table", "run_quick", "sim_step_loop"]
 
 WORLDS = (1, 64, 1024, 4096)
 FIT_WORLDS = (1, 4, 16, 64)
@@ -47,22 +47,40 @@ def _median_seconds_per_step(run: Callable[[int], float], seconds: float) -> flo
     return statistics.median(run(n) / n for _ in range(REPEATS))
 
 
-def _sim_run(sim: er.SimManager) -> Callable[[int], float]:
-    actions = sim.action_tensor().to_numpy()
-    rng = np.random.default_rng(0)
-    pool = rng.integers(0, np.array(er.action.NUM_CHOICES), size=(POOL, *actions.shape), dtype=np.int32)
-    step, clock = sim.step, time.perf_counter
+def action_pool(num_envs: int, count: int = POOL, seed: int = 0) -> list[np.ndarray]:
+    """``count`` int64 (num_envs, 3) action arrays, each component uniform over its choices,
+    drawn before timing and cycled through."""
+    rng = np.random.default_rng(seed)
+    return list(rng.integers(0, np.array(er.action.NUM_CHOICES), size=(count, num_envs, 3), dtype=np.int64))
+
+
+def sim_step_loop(
+    sim: er.SimManager, pool: Sequence[np.ndarray], read_obs: bool = False
+) -> Callable[[int], float]:
+    """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions from
+    ``pool`` into ``action_tensor()`` (untimed); returns the seconds inside the steps. With
+    ``read_obs`` the observations are copied out after each call (untimed), as a policy would read
+    them. The loop every benchmark of ``SimManager.step`` uses (``benchmarks/harness.sim_run``)."""
+    actions = sim.action_tensor().to_numpy().reshape(sim.num_worlds * sim.num_agents, 3)
+    obs = sim.observation_tensor().to_numpy()
+    step, copyto, clock = sim.step, np.copyto, time.perf_counter
 
     def run(n: int) -> float:
         secs = 0.0
         for i in range(n):
-            np.copyto(actions, pool[i % POOL])
+            copyto(actions, pool[i % len(pool)])
             t0 = clock()
             step()
             secs += clock() - t0
+            if read_obs:
+                obs.copy()
         return secs
 
     return run
+
+
+def _sim_run(sim: er.SimManager) -> Callable[[int], float]:
+    return sim_step_loop(sim, action_pool(sim.num_worlds * sim.num_agents))
 
 
 def _envpool_run(envpool: Any, num_envs: int, threads: int) -> Callable[[int], float]:
