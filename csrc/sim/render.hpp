@@ -4,6 +4,7 @@
 #pragma once
 
 #include "doors.hpp"
+#include "lidar.hpp"
 #include "reward.hpp"
 
 namespace er {
@@ -35,11 +36,9 @@ constexpr float kDistanceShade = 0.6f;  // colour lost at the range limit
 enum RenderClass : int32_t { kClassAgent = 0, kClassWall = 1, kClassCube = 2, kNumRenderClasses = 3 };
 constexpr float kClassHeight[kNumRenderClasses] = {kAgentHeight, kWallHeight, kCubeHeight};
 
-constexpr float kFar = 3.0e38f;
-
 // What one column's ray meets: the nearest hit of each class, and the floor marks it crosses.
 struct ColumnHits {
-    float s[kNumRenderClasses];  // ray parameter of the hit (distance / |D|), kFar if none
+    float s[kNumRenderClasses];  // ray parameter of the hit (distance / |D|), kNoHit if none
     Rgb colour[kNumRenderClasses];
     float face[kNumRenderClasses];  // 1, or kSideShade for a face of constant x
     int32_t num_marks;
@@ -54,8 +53,8 @@ ER_HD inline void ray_box(Vec2 o, Vec2 d, Vec2 inv, const Box& b, float& s_in, f
     float near_x, far_x, near_y, far_y;
     if (d.x == 0.0f) {
         const bool in = o.x >= b.min_x && o.x <= b.max_x;
-        near_x = in ? -kFar : kFar;
-        far_x = in ? kFar : -kFar;
+        near_x = in ? -kNoHit : kNoHit;
+        far_x = in ? kNoHit : -kNoHit;
     } else {
         const float t1 = (b.min_x - o.x) * inv.x, t2 = (b.max_x - o.x) * inv.x;
         near_x = min_f(t1, t2);
@@ -63,8 +62,8 @@ ER_HD inline void ray_box(Vec2 o, Vec2 d, Vec2 inv, const Box& b, float& s_in, f
     }
     if (d.y == 0.0f) {
         const bool in = o.y >= b.min_y && o.y <= b.max_y;
-        near_y = in ? -kFar : kFar;
-        far_y = in ? kFar : -kFar;
+        near_y = in ? -kNoHit : kNoHit;
+        far_y = in ? kNoHit : -kNoHit;
     } else {
         const float t1 = (b.min_y - o.y) * inv.y, t2 = (b.max_y - o.y) * inv.y;
         near_y = min_f(t1, t2);
@@ -149,7 +148,7 @@ ER_HD inline void gather_view(ViewSet& view, const LevelData& lv, const uint8_t*
 // The ray o + s d of one column (dd = |d|^2) against what the frame can see.
 ER_HD inline void cast_column(ColumnHits& h, const ViewSet& view, Vec2 d, float dd)
 {
-    for (int32_t c = 0; c < kNumRenderClasses; ++c) h.s[c] = kFar;
+    for (int32_t c = 0; c < kNumRenderClasses; ++c) h.s[c] = kNoHit;
     h.num_marks = 0;
     const Vec2 o = view.o;
     const Vec2 inv = {d.x != 0.0f ? 1.0f / d.x : 0.0f, d.y != 0.0f ? 1.0f / d.y : 0.0f};
@@ -207,7 +206,7 @@ ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t*
         const Vec2 d = forward + right * u;
         const float dd = 1.0f + u * u;
         cast_column(h, view, d, dd);
-        float nearest = kFar;
+        float nearest = kNoHit;
         int32_t nearest_class = 0;
         for (int32_t c = 0; c < kNumRenderClasses; ++c) {
             if (h.s[c] < nearest) {
@@ -219,7 +218,7 @@ ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t*
             // Square pixels: v = tan of the pixel's elevation, in (-H/W, H/W).
             const float v = ((float)H - 2.0f * ((float)row + 0.5f)) * inv_w;
             const float ray_len = sqrt_f(dd + v * v);
-            float hit_s = kFar;
+            float hit_s = kNoHit;
             Rgb colour = kSkyColour;
             float face = 1.0f;
             bool floor = false;
@@ -246,7 +245,7 @@ ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t*
             }
             const size_t pixel = (size_t)row * (size_t)W + (size_t)col;
             uint8_t* out = rgb + 3 * pixel;
-            if (hit_s == kFar) {
+            if (hit_s == kNoHit) {
                 depth[pixel] = kRenderRange;
                 out[0] = (uint8_t)colour.r;
                 out[1] = (uint8_t)colour.g;
