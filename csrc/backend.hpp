@@ -1,9 +1,11 @@
-// The one interface both backends implement (CPU threads now, CUDA later). Backends are the
-// only code that knows about threads, streams or device memory.
+// The one interface both backends implement (CPU threads, CUDA). Backends are the only code
+// that knows about threads, streams or device memory; the manager above them never touches
+// simulation memory directly, only through these calls.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "sim/lidar.hpp"
@@ -18,7 +20,10 @@ struct Storage {
     size_t bytes = 0;
     int32_t device_type = 1;  // DLPack: 1 CPU, 2 CUDA
     int32_t device_id = 0;
-    void (*release)(void*) = nullptr;
+    std::function<void(void*)> release;
+    // CUDA: makes `stream` (a cudaStream_t) wait until the simulation's last write is done.
+    // A consumer on another stream calls it before reading (the tensors' __dlpack__ does).
+    std::function<void(uintptr_t stream)> wait_for_writes;
     ~Storage()
     {
         if (base && release) release(base);
@@ -31,16 +36,18 @@ size_t state_bytes(const SimState& cfg);
 // Points every array of `cfg` into `base` (zeroed, at least state_bytes(cfg) bytes, 64-byte aligned).
 SimState bind_state(const SimState& cfg, void* base);
 
-// What a step takes from and hands to the caller besides the tensors (host memory):
+// What a step takes from and hands to the caller besides the tensors, in the backend's memory
+// (host for CPU, the manager's GPU for CUDA):
 // - actions (optional, already validated): rows of (move_amount, move_angle, rotate), one per
-//   agent, int32 or int64. Each world's rows are copied into the action tensor as that world is
-//   stepped, so the tensor afterwards holds what the step used, as if written there first.
-// - obs_copy (optional): [W * A * obs_dim] floats that receive each world's observations right
-//   after its step, from the thread that just wrote them (a copy=True env's fresh array).
+//   agent, int32 or int64. They are copied into the action tensor before the world reads
+//   them, so the tensor afterwards holds what the step used, as if written there first.
+// - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
+// - stream (CUDA, optional): the cudaStream_t to run on instead of the manager's own.
 struct StepRequest {
     const void* actions = nullptr;
     bool int64 = false;
     float* obs_copy = nullptr;
+    uintptr_t stream = 0;
 };
 
 class Backend {
@@ -49,8 +56,12 @@ public:
     // The simulation's arrays (device pointers for CUDA).
     virtual const SimState& state() const = 0;
     virtual std::shared_ptr<Storage> storage() const = 0;
-    // One step of every world, with what `req` gives and asks for.
+    // True when state() points into host memory the manager may read and write directly.
+    virtual bool host_memory() const = 0;
+    // One step of every world, with what `req` gives and asks for. CUDA: queued, not waited for.
     virtual void step(const StepRequest& req) = 0;
+    // Waits until every queued step is done (and reports a failure of one).
+    virtual void synchronize() = 0;
     // Starts a new episode in every world with mask[w] != 0, at once; seeds (optional) give
     // the masked worlds a new stream. Host arrays of num_worlds entries.
     virtual void reset_worlds(const uint8_t* mask, const uint64_t* seeds) = 0;
@@ -58,11 +69,27 @@ public:
     virtual void start_episodes(const uint64_t* seeds, const uint32_t* episodes) = 0;
     // Every world's state hash into out (host, num_worlds entries).
     virtual void state_hashes(uint64_t* out) = 0;
+    // Validates num_worlds * num_agents action rows (backend memory): -1 when every value is
+    // in range, else the flat index of the first bad one; with refuse_done, -2 - w for the
+    // first world w frozen in DISABLED mode.
+    virtual int64_t check_actions(const void* actions, bool int64, bool refuse_done) = 0;
+    // Copies validated action rows (backend memory) into the action tensor.
+    virtual void set_actions(const void* actions, bool int64) = 0;
+    // Byte copies between simulation memory and the host, ordered after every queued step.
+    virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
+    virtual void from_host(void* dst, const void* src, size_t bytes) = 0;
 };
 
 // `cfg` holds the configuration fields of SimState and `fixed_levels` its num_fixed_levels
 // custom levels; every world starts episode 0 of stream rand_seed + w.
 std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed,
                                           int32_t num_threads);
+
+// The same on CUDA device gpu_id. Throws CudaUnavailable when this build has no CUDA backend.
+std::unique_ptr<Backend> make_cuda_backend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed,
+                                           int32_t gpu_id);
+
+// Number of CUDA devices usable by this build (0 without a CUDA backend, GPU or driver).
+int32_t cuda_device_count();
 
 }  // namespace er

@@ -7,6 +7,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -72,15 +73,36 @@ struct Tensor {
 
 // Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms; on a signal it
 // stops after a whole step and raises KeyboardInterrupt.
-using ActionArray = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig, nb::device::cpu>;  // read-only accepted
-using ObsArray = nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+// Arrays on the host (numpy, CPU torch) for a CPU manager, on the manager's GPU (CUDA torch) for a CUDA one.
+using ActionArray = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig>;  // read-only accepted
+using ObsArray = nb::ndarray<float, nb::ndim<2>, nb::c_contig>;
 
-// Checks the shape and dtype of (num_worlds * num_agents, 3) actions; true for int64.
+std::string device_name(int32_t type, int32_t id)
+{
+    if (type == nb::device::cpu::value) return "cpu";
+    if (type == nb::device::cuda::value) return "cuda:" + std::to_string(id);
+    return "DLPack device type " + std::to_string(type);
+}
+
+// Refuses an array that is not where the manager's simulation lives.
+template <class Array>
+void check_device(const Manager& mgr, const Array& array, const char* what)
+{
+    const bool gpu = mgr.on_gpu();
+    const int32_t type = gpu ? nb::device::cuda::value : nb::device::cpu::value, id = gpu ? mgr.config().gpu_id : 0;
+    if (array.device_type() != type || (gpu && array.device_id() != id))
+        throw std::invalid_argument(std::string(what) + ": the array is on " +
+                                    device_name(array.device_type(), array.device_id()) + ", the simulation on " +
+                                    device_name(type, id) + "; move it there first");
+}
+
+// Checks the shape, dtype and device of (num_worlds * num_agents, 3) actions; true for int64.
 bool action_rows_wide(const Manager& mgr, const ActionArray& actions, const char* what)
 {
     const int64_t rows = (int64_t)mgr.config().num_worlds * mgr.config().num_agents;
     if (actions.shape(0) != (size_t)rows || actions.shape(1) != 3)
         throw std::invalid_argument(std::string(what) + ": expected shape (" + std::to_string(rows) + ", 3)");
+    check_device(mgr, actions, what);
     const bool wide = actions.dtype() == nb::dtype<int64_t>();
     if (!wide && actions.dtype() != nb::dtype<int32_t>())
         throw nb::type_error((std::string(what) + ": expected int32 or int64 actions").c_str());
@@ -149,23 +171,60 @@ std::unique_lock<std::mutex> claim(Manager& m)
     return lock;
 }
 
-void step_many(Manager& m, int64_t nstep)
+// A CUDA manager queues its steps: on its own stream (stream 0) the call waits for them, so
+// that every tensor is complete on return; on a caller's stream it returns at once and the
+// caller's later work on that stream is ordered after the steps.
+void step_many(Manager& m, int64_t nstep, uintptr_t stream)
 {
     if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
+    if (stream && !m.on_gpu()) throw std::invalid_argument("stream: only a CUDA manager runs on a CUDA stream");
     const auto lock = claim(m);
     nb::gil_scoped_release release;
     auto last_check = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < nstep; ++i) {
-        m.step();
+        m.step(stream);
         if (i + 1 < nstep) {
             const auto now = std::chrono::steady_clock::now();
             if (now - last_check >= std::chrono::milliseconds(10)) {
                 last_check = now;
+                if (!stream) m.synchronize();  // Ctrl-C then stops after steps that are really done
                 nb::gil_scoped_acquire gil;
                 if (PyErr_CheckSignals() != 0) throw nb::python_error();
             }
         }
     }
+    if (!stream) m.synchronize();
+}
+
+// DLPack's stream argument (1: the legacy default stream, 2: per-thread default, -1: no
+// synchronisation wanted, else a cudaStream_t) as a cudaStream_t, or 0 for none.
+uintptr_t consumer_stream(nb::handle stream)
+{
+    if (stream.is_none()) return 1;  // the array API's default for CUDA: the legacy default stream
+    const int64_t value = nb::cast<int64_t>(stream);
+    if (value == -1) return 0;
+    if (value == 0) throw std::invalid_argument("__dlpack__: stream=0 is ambiguous for CUDA; pass 1 or 2");
+    return (uintptr_t)value;
+}
+
+const size_t kItemBytes[] = {4, 4, 1, 1, 1, 4, 8};  // by DType
+
+// An exported array (a tensor, or a state view) by name, and the bytes from its first element
+// to the end of its last: what a copy must move.
+er::TensorDesc named_array(const Manager& m, const std::string& name, size_t& span, bool& contiguous)
+{
+    const std::vector<std::string>& names = Manager::tensor_names();
+    const bool is_tensor = std::find(names.begin(), names.end(), name) != names.end() || name == "rgb" || name == "depth";
+    er::TensorDesc d = is_tensor ? m.tensor(name) : m.state_view(name);
+    int64_t last = 0, expected = 1;
+    contiguous = true;
+    for (size_t i = d.shape.size(); i-- > 0;) {
+        last += (d.shape[i] - 1) * d.strides[i];
+        contiguous = contiguous && (d.shape[i] == 1 || d.strides[i] == expected);
+        expected *= d.shape[i];
+    }
+    span = (size_t)(last + 1) * kItemBytes[(int32_t)d.dtype];
+    return d;
 }
 
 }  // namespace
@@ -258,6 +317,14 @@ NB_MODULE(_core, m)
         }, "A JAX array holding a copy of the tensor's current values.")
         .def("__dlpack__", [](nb::handle self, nb::kwargs kwargs) {
             const Tensor& t = nb::cast<const Tensor&>(self);
+            if (kwargs.contains("stream")) {
+                // A GPU consumer names its stream: make it wait for the simulation's last write.
+                nb::object stream = kwargs.attr("pop")("stream");
+                if (t.on_gpu() && t.storage->wait_for_writes) {
+                    const uintptr_t consumer = consumer_stream(stream);
+                    if (consumer) t.storage->wait_for_writes(consumer);
+                }
+            }
             nb::object arr = nb::cast(t.view<nb::array_api>());
             return arr.attr("__dlpack__")(**kwargs);
         })
@@ -271,7 +338,38 @@ NB_MODULE(_core, m)
 
     nb::class_<Manager>(m, "Manager")
         .def(nb::init<const er::Config&>(), "config"_a)
-        .def("step", &step_many, "nstep"_a = 1)
+        .def("step", &step_many, "nstep"_a = 1, "stream"_a = 0)
+        .def("synchronize", [](Manager& mgr) {
+            const auto lock = claim(mgr);
+            nb::gil_scoped_release release;
+            mgr.synchronize();
+        }, "Waits for every queued step (CUDA; a no-op on CPU).")
+        .def("host_copy", [](Manager& mgr, const std::string& name) {
+            size_t span = 0;
+            bool contiguous = true;
+            const er::TensorDesc d = named_array(mgr, name, span, contiguous);
+            auto* out = new uint8_t[span];
+            nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint8_t*>(p); });
+            {
+                const auto lock = claim(mgr);
+                mgr.to_host(out, d.data, span);
+            }
+            std::vector<size_t> shape(d.shape.begin(), d.shape.end());
+            return nb::ndarray<nb::numpy>(out, shape.size(), shape.data(), owner, d.strides.data(), to_dlpack(d.dtype));
+        }, "name"_a, "A numpy copy of a tensor or state array (with its strides), from wherever the simulation runs.")
+        .def("host_write",
+             [](Manager& mgr, const std::string& name, nb::ndarray<nb::ro, nb::c_contig, nb::device::cpu> values) {
+                 size_t bytes = 0;
+                 bool contiguous = true;
+                 const er::TensorDesc d = named_array(mgr, name, bytes, contiguous);
+                 if (!contiguous) throw std::invalid_argument("host_write: '" + name + "' is a strided view");
+                 if (values.dtype() != to_dlpack(d.dtype) || values.nbytes() != bytes)
+                     throw std::invalid_argument("host_write: '" + name + "' needs " + std::to_string(bytes) +
+                                                 " bytes of " + dtype_name(d.dtype));
+                 const auto lock = claim(mgr);
+                 mgr.from_host(d.data, values.data(), bytes);
+             },
+             "name"_a, "values"_a, "Overwrites a contiguous tensor or state array from a host array of its dtype and size.")
         .def("reset_worlds",
              [](Manager& mgr, nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> mask,
                 std::optional<nb::ndarray<const uint64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>> seeds) {
@@ -306,9 +404,12 @@ NB_MODULE(_core, m)
                  if (obs_out && (obs_out->shape(0) != (size_t)rows || obs_out->shape(1) != (size_t)mgr.obs_dim()))
                      throw std::invalid_argument("step_actions: obs_out must have shape (" + std::to_string(rows) +
                                                  ", " + std::to_string(mgr.obs_dim()) + ")");
+                 if (obs_out) check_device(mgr, *obs_out, "step_actions: obs_out");
                  const auto lock = claim(mgr);
                  nb::gil_scoped_release release;
-                 return mgr.step_with_actions(actions.data(), wide, refuse_done, obs_out ? obs_out->data() : nullptr);
+                 const int64_t code = mgr.step_with_actions(actions.data(), wide, refuse_done, obs_out ? obs_out->data() : nullptr);
+                 mgr.synchronize();
+                 return code;
              },
              "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none(),
              "set_actions and one step in a single call (the step copies each world's rows as it "
@@ -368,6 +469,7 @@ NB_MODULE(_core, m)
             mgr.close();
         })
         .def_prop_ro("closed", &Manager::closed)
+        .def_prop_ro("on_gpu", &Manager::on_gpu)
         .def_prop_ro("num_worlds", [](const Manager& mgr) { return mgr.config().num_worlds; })
         .def_prop_ro("num_agents", [](const Manager& mgr) { return mgr.config().num_agents; })
         .def_prop_ro("num_threads", [](const Manager& mgr) { return mgr.config().num_threads; })

@@ -21,6 +21,36 @@ constexpr int32_t kMinWorldsPerChunk = 16;
 // lines of a world a few ahead hides most of the memory latency.
 constexpr int32_t kPrefetchAhead = 2;
 
+// The first out-of-range value of rows of (move_amount, move_angle, rotate), or -1.
+template <class T>
+int64_t first_bad_action(const T* a, int64_t rows)
+{
+    // Blocks of 16 rows against a 48-entry pattern of the three limits: a branch-free loop
+    // the compiler vectorises (a stride-3 loop would not). Search only when something is off.
+    constexpr int64_t kRowsPerBlock = 16, kBlock = 3 * kRowsPerBlock;
+    static const struct Pattern {
+        uint64_t limit[kBlock];
+        Pattern()
+        {
+            for (int64_t j = 0; j < kBlock; ++j)
+                limit[j] = j % 3 == 0 ? kNumMoveAmounts : (j % 3 == 1 ? kNumMoveAngles : kNumRotates);
+        }
+    } pattern;
+    const int64_t n = 3 * rows;
+    bool any_bad = false;
+    int64_t i = 0;
+    for (; i + kBlock <= n; i += kBlock) {
+        uint64_t bad = 0;
+        for (int64_t j = 0; j < kBlock; ++j) bad |= (uint64_t)((uint64_t)a[i + j] >= pattern.limit[j]);
+        any_bad |= bad != 0;
+    }
+    for (int64_t j = 0; i + j < n; ++j) any_bad |= (uint64_t)a[i + j] >= pattern.limit[j];
+    if (!any_bad) return -1;
+    for (int64_t k = 0; k < n; ++k)
+        if (a[k] < 0 || (uint64_t)a[k] >= pattern.limit[k % 3]) return k;
+    return -1;
+}
+
 inline void prefetch_level(const LevelData* lv)
 {
     const char* p = reinterpret_cast<const char*>(lv);
@@ -44,7 +74,7 @@ public:
         storage_ = std::make_shared<Storage>();
         storage_->base = base;
         storage_->bytes = bytes;
-        storage_->release = std::free;
+        storage_->release = [](void* p) { std::free(p); };
         state_ = bind_state(cfg, base);
         table_ = make_lidar_table();
         for (int32_t i = 0; i < state_.num_fixed_levels; ++i) state_.fixed_levels[i] = fixed_levels[i];
@@ -57,6 +87,8 @@ public:
 
     const SimState& state() const override { return state_; }
     std::shared_ptr<Storage> storage() const override { return storage_; }
+    bool host_memory() const override { return true; }
+    void synchronize() override {}  // every call finishes before it returns
 
     void step(const StepRequest& req) override
     {
@@ -100,6 +132,33 @@ public:
     {
         for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = world_hash(state_, w);
     }
+
+    int64_t check_actions(const void* actions, bool int64, bool refuse_done) override
+    {
+        const int64_t rows = (int64_t)state_.num_worlds * state_.num_agents;
+        const int64_t bad = int64 ? first_bad_action(static_cast<const int64_t*>(actions), rows)
+                                  : first_bad_action(static_cast<const int32_t*>(actions), rows);
+        if (bad >= 0) return bad;
+        if (refuse_done && state_.autoreset_mode == kDisabled) {
+            for (int32_t w = 0; w < state_.num_worlds; ++w)
+                if (state_.status[w] == kStatusFrozen) return -2 - (int64_t)w;
+        }
+        return -1;
+    }
+
+    void set_actions(const void* actions, bool int64) override
+    {
+        const size_t n = (size_t)state_.num_worlds * state_.num_agents * kActionDims;
+        if (int64) {
+            const int64_t* from = static_cast<const int64_t*>(actions);
+            for (size_t i = 0; i < n; ++i) state_.action_in[i] = (int32_t)from[i];
+        } else {
+            std::memcpy(state_.action_in, actions, n * sizeof(int32_t));
+        }
+    }
+
+    void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+    void from_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
 private:
     // The batch renderer's images of world w, when it is on.

@@ -96,14 +96,17 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
                                   "(escape_room_env.cuda_available() is False); use ExecMode.CPU");
         if (cfg_.gpu_id < 0 || cfg_.gpu_id >= n)
             invalid("gpu_id must be between 0 and " + std::to_string(n - 1) + ", got " + std::to_string(cfg_.gpu_id));
-        throw CudaUnavailable("this build of escape_room_env has no CUDA simulation backend yet; use ExecMode.CPU");
     }
     std::vector<LevelData> levels;
     for (const LevelSource& src : cfg_.levels) levels.push_back(compile_level(src, cfg_.num_agents).data);
     SimState sc = make_config(cfg_);
     sc.num_fixed_levels = (int32_t)levels.size();
-    check_memory(state_bytes(sc), cfg_.num_worlds);
-    backend_ = make_cpu_backend(sc, levels.data(), cfg_.rand_seed, cfg_.num_threads);
+    if (cfg_.exec_mode == ExecMode::CUDA) {
+        backend_ = make_cuda_backend(sc, levels.data(), cfg_.rand_seed, cfg_.gpu_id);  // checks GPU memory
+    } else {
+        check_memory(state_bytes(sc), cfg_.num_worlds);
+        backend_ = make_cpu_backend(sc, levels.data(), cfg_.rand_seed, cfg_.num_threads);
+    }
 }
 
 Manager::~Manager()
@@ -120,14 +123,38 @@ void Manager::check_open() const
     if (!backend_) throw Error("this SimManager is closed; create a new one");
 }
 
-void Manager::step() { step_from(StepRequest{}); }
+void Manager::step(uintptr_t stream)
+{
+    StepRequest req;
+    req.stream = stream;
+    step_from(req);
+}
+
+void Manager::synchronize()
+{
+    check_open();
+    backend_->synchronize();
+}
 
 int64_t Manager::step_with_actions(const void* data, bool int64, bool refuse_done, float* obs_copy)
 {
     const int64_t code = check_actions(data, int64, refuse_done);
     if (code != -1) return code;
-    step_from(StepRequest{data, int64, obs_copy});
+    StepRequest req;
+    req.actions = data;
+    req.int64 = int64;
+    req.obs_copy = obs_copy;
+    step_from(req);
     return -1;
+}
+
+template <class T>
+const T* Manager::host_view(const T* src, size_t count, std::vector<T>& scratch)
+{
+    if (backend_->host_memory()) return src;
+    scratch.resize(count);
+    backend_->to_host(scratch.data(), src, count * sizeof(T));
+    return scratch.data();
 }
 
 void Manager::step_from(StepRequest req)
@@ -135,13 +162,17 @@ void Manager::step_from(StepRequest req)
     check_open();
     const SimState& s = backend_->state();
     if (req.actions && (recorder_ || trajectory_)) {  // both read the actions before the step
-        copy_actions(req);
+        backend_->set_actions(req.actions, req.int64);
         req.actions = nullptr;
     }
-    if (recorder_) recorder_->step(s.reset_in, s.action_in);
+    const size_t W = (size_t)s.num_worlds, A = (size_t)s.num_agents;
+    if (recorder_)
+        recorder_->step(host_view(s.reset_in, W, host_reset_), host_view(s.action_in, W * A * kActionDims, host_actions_));
     int32_t action[3] = {0, 0, 0};
+    const size_t traced = trajectory_ ? (size_t)trajectory_->world() * A + (size_t)trajectory_->agent() : 0;
     if (trajectory_) {  // the action as the step will use it: clamped
-        const int32_t* a = s.action_in + ((size_t)trajectory_->world() * s.num_agents + trajectory_->agent()) * 3;
+        std::vector<int32_t> row;
+        const int32_t* a = host_view(s.action_in + traced * kActionDims, kActionDims, row);
         action[0] = clamp_i(a[0], 0, kNumMoveAmounts - 1);
         action[1] = clamp_i(a[1], 0, kNumMoveAngles - 1);
         action[2] = clamp_i(a[2], 0, kNumRotates - 1);
@@ -153,10 +184,16 @@ void Manager::step_from(StepRequest req)
         recorder_->hash(recorder_->num_steps(), hashes_.data());
     }
     if (trajectory_) {
-        const size_t i = (size_t)trajectory_->world() * s.num_agents + trajectory_->agent();
+        Vec2 pos;
+        float yaw, progress, reward;
+        int32_t done;
+        backend_->to_host(&pos, s.agent_pos + traced, sizeof(pos));
+        backend_->to_host(&yaw, s.agent_yaw + traced, sizeof(yaw));
+        backend_->to_host(&progress, s.progress_out + traced, sizeof(progress));
+        backend_->to_host(&reward, s.reward_out + traced, sizeof(reward));
+        backend_->to_host(&done, s.done_out + traced, sizeof(done));
         try {
-            trajectory_->write(step_count_, s.agent_pos[i].x, s.agent_pos[i].y, s.agent_yaw[i], s.progress_out[i],
-                               s.reward_out[i], s.done_out[i], action);
+            trajectory_->write(step_count_, pos.x, pos.y, yaw, progress, reward, done, action);
         } catch (...) {  // the step happened; the log stops here and says so
             trajectory_.reset();
             throw;
@@ -233,71 +270,29 @@ void Manager::state_hashes(uint64_t* out)
     backend_->state_hashes(out);
 }
 
-namespace {
-
-template <class T>
-int64_t first_bad_action(const T* a, int64_t rows)
-{
-    // Blocks of 16 rows against a 48-entry pattern of the three limits: a branch-free loop
-    // the compiler vectorises (a stride-3 loop would not). Search only when something is off.
-    constexpr int64_t kRowsPerBlock = 16, kBlock = 3 * kRowsPerBlock;
-    static const struct Pattern {
-        uint64_t limit[kBlock];
-        Pattern()
-        {
-            for (int64_t j = 0; j < kBlock; ++j)
-                limit[j] = j % 3 == 0 ? kNumMoveAmounts : (j % 3 == 1 ? kNumMoveAngles : kNumRotates);
-        }
-    } pattern;
-    const int64_t n = 3 * rows;
-    bool any_bad = false;
-    int64_t i = 0;
-    for (; i + kBlock <= n; i += kBlock) {
-        uint64_t bad = 0;
-        for (int64_t j = 0; j < kBlock; ++j) bad |= (uint64_t)((uint64_t)a[i + j] >= pattern.limit[j]);
-        any_bad |= bad != 0;
-    }
-    for (int64_t j = 0; i + j < n; ++j) any_bad |= (uint64_t)a[i + j] >= pattern.limit[j];
-    if (!any_bad) return -1;
-    for (int64_t k = 0; k < n; ++k)
-        if (a[k] < 0 || (uint64_t)a[k] >= pattern.limit[k % 3]) return k;
-    return -1;
-}
-
-}  // namespace
-
 int64_t Manager::check_actions(const void* data, bool int64, bool refuse_done) const
 {
     check_open();
-    const SimState& s = backend_->state();
-    const int64_t rows = (int64_t)s.num_worlds * s.num_agents;
-    const int64_t bad = int64 ? first_bad_action(static_cast<const int64_t*>(data), rows)
-                              : first_bad_action(static_cast<const int32_t*>(data), rows);
-    if (bad >= 0) return bad;
-    if (refuse_done && s.autoreset_mode == kDisabled) {
-        for (int32_t w = 0; w < s.num_worlds; ++w)
-            if (s.status[w] == kStatusFrozen) return -2 - (int64_t)w;
-    }
-    return -1;
-}
-
-void Manager::copy_actions(const StepRequest& src)
-{
-    const SimState& s = backend_->state();
-    const int64_t n = (int64_t)s.num_worlds * s.num_agents * kActionDims;
-    if (src.int64) {
-        const int64_t* from = static_cast<const int64_t*>(src.actions);
-        for (int64_t i = 0; i < n; ++i) s.action_in[i] = (int32_t)from[i];
-    } else {
-        std::memcpy(s.action_in, src.actions, (size_t)n * sizeof(int32_t));
-    }
+    return backend_->check_actions(data, int64, refuse_done);
 }
 
 int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
 {
     const int64_t code = check_actions(data, int64, refuse_done);
-    if (code == -1) copy_actions(StepRequest{data, int64, nullptr});
+    if (code == -1) backend_->set_actions(data, int64);
     return code;
+}
+
+void Manager::to_host(void* dst, const void* src, size_t bytes)
+{
+    check_open();
+    backend_->to_host(dst, src, bytes);
+}
+
+void Manager::from_host(void* dst, const void* src, size_t bytes)
+{
+    check_open();
+    backend_->from_host(dst, src, bytes);
 }
 
 std::shared_ptr<Storage> Manager::storage() const

@@ -46,9 +46,6 @@ struct TensorDesc {
 // The default room sequence (SPEC §2.1).
 std::vector<int32_t> default_rooms(int32_t num_agents);
 
-// Number of CUDA devices usable by this build (0 without a CUDA backend, GPU or driver).
-int32_t cuda_device_count();
-
 class Manager {
 public:
     // Throws std::invalid_argument for a bad configuration (before allocating anything),
@@ -60,7 +57,11 @@ public:
     int32_t obs_dim() const { return er::obs_dim(cfg_.num_agents); }
     bool closed() const { return backend_ == nullptr; }
 
-    void step();
+    // One step of every world. CUDA: queued on `stream` (a cudaStream_t; 0: the manager's own),
+    // not waited for; synchronize() waits. CPU: done on return.
+    void step(uintptr_t stream = 0);
+    void synchronize();
+    bool on_gpu() const { return cfg_.exec_mode == ExecMode::CUDA; }
     uint64_t step_count() const { return step_count_; }  // steps since construction
 
     // Recording (SPEC §5.3): the header fields come from the configuration; the caller gives
@@ -78,7 +79,7 @@ public:
     void start_episodes(const uint64_t* seeds, const uint32_t* episodes);
 
     // Validates num_worlds * num_agents rows of (move_amount, move_angle, rotate), int32 or
-    // int64, then copies them into the action tensor. Returns -1, or the flat index of the
+    // int64, in the manager's memory (host or its GPU), then copies them into the action tensor. Returns -1, or the flat index of the
     // first out-of-range value (nothing written). With refuse_done, also returns
     // -2 - w for the first world w frozen in DISABLED mode (nothing written).
     int64_t set_actions(const void* data, bool int64, bool refuse_done);
@@ -91,6 +92,10 @@ public:
     int64_t check_actions(const void* data, bool int64, bool refuse_done) const;
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
     void state_hashes(uint64_t* out);
+
+    // Byte copies between an exported array (a tensor or state view's data) and the host.
+    void to_host(void* dst, const void* src, size_t bytes);
+    void from_host(void* dst, const void* src, size_t bytes);
 
     // The names of every exported tensor, and each one's description.
     static const std::vector<std::string>& tensor_names();
@@ -110,14 +115,17 @@ public:
 
 private:
     void check_open() const;
-    void copy_actions(const StepRequest& src);
     void step_from(StepRequest req);
+    // A host copy of `count` values at `src` in simulation memory (src itself on the CPU backend).
+    template <class T>
+    const T* host_view(const T* src, size_t count, std::vector<T>& scratch);
 
     Config cfg_;
     std::unique_ptr<Backend> backend_;
     std::unique_ptr<Recorder> recorder_;
     std::unique_ptr<TrajectoryLog> trajectory_;
     std::vector<uint64_t> hashes_;  // scratch for HASH records
+    std::vector<int32_t> host_reset_, host_actions_;  // host copies of the inputs for a CUDA recording
     uint64_t step_count_ = 0;
     std::mutex busy_;
 };

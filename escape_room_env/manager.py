@@ -158,15 +158,25 @@ class SimManager:
 
     # -- stepping ---------------------------------------------------------------------------
 
-    def step(self, nstep: int = 1) -> None:
+    def step(self, nstep: int = 1, *, stream: Any = None) -> None:
         """Advances every world by ``nstep`` steps with the current actions, without the GIL.
 
         Exactly ``nstep`` calls of ``step()``; reset flags apply to the first. Ctrl-C stops it
         after a whole step (KeyboardInterrupt), leaving every tensor consistent.
+
+        On CUDA the steps run on the manager's own stream and the call waits for them, so every
+        tensor is complete on return. ``stream`` (a ``torch.cuda.Stream`` or a ``cudaStream_t``
+        as an int) queues them on the caller's stream instead and returns at once: work queued
+        later on that stream sees their results, with no host synchronisation.
         """
         self._impl.step(
-            nstep if type(nstep) is int and -(2**63) <= nstep < 2**63 else as_int("nstep", nstep, *INT64)
+            nstep if type(nstep) is int and -(2**63) <= nstep < 2**63 else as_int("nstep", nstep, *INT64),
+            0 if stream is None else _stream_handle(stream),
         )
+
+    def synchronize(self) -> None:
+        """Waits until every queued step is done (after ``step(stream=...)``; a no-op on CPU)."""
+        self._impl.synchronize()
 
     def reset_worlds(self, mask=None, seeds=None) -> None:
         """Starts a new episode at once in the worlds where ``mask`` is true (all if None).
@@ -226,15 +236,31 @@ class SimManager:
         """Each world's 64-bit FNV-1a state hash (SPEC §4), as a uint64 array of num_worlds."""
         return self._impl.state_hashes()
 
-    def _state(self, name: str) -> np.ndarray:
-        """A writable numpy view of internal state, for tests and debugging (not a stable API).
+    def _state(self, name: str):
+        """A writable view of internal state, for tests and debugging (not a stable API): a
+        numpy array on CPU, a torch tensor on CUDA.
 
         Names: ``_core.Manager.state_names()`` (agent_pos [W, A, 2], agent_yaw, cube_pos
         [W, 16, 2], door_open [W, 8], steps_left, level_statics [W, 72, 4], ...). The core
         reads these arrays, so a write changes what the next step simulates; observations
         are recomputed at the next step.
         """
-        return self._impl.state_view(name).to_numpy()
+        view = self._impl.state_view(name)
+        return view.to_torch() if self._impl.on_gpu else view.to_numpy()
+
+    def _host(self, name: str) -> np.ndarray:
+        """A numpy array of a tensor or state array: the view itself on CPU, a copy from the
+        GPU on CUDA (for reading; numpy alone, no torch)."""
+        if self._impl.on_gpu:
+            return self._impl.host_copy(name)
+        return self._impl.state_view(name).to_numpy() if name in _STATE_NAMES else self._tensor(name).to_numpy()
+
+    def _write_input(self, name: str, values: np.ndarray) -> None:
+        """Overwrites the ``reset`` or ``action`` tensor from a host array (replays use it)."""
+        if self._impl.on_gpu:
+            self._impl.host_write(name, np.ascontiguousarray(np.broadcast_to(values, self._tensor(name).shape), np.int32))
+        else:
+            self._tensor(name).to_numpy()[:] = values
 
     def close(self) -> None:
         """Frees the simulation (finishing a recording in progress). Tensors obtained before
@@ -492,7 +518,7 @@ class SimManager:
 
     def _all_worlds_at_episode_start(self) -> bool:
         return bool(
-            (self._state("steps_left") == self.episode_len).all() and (self._state("status") == 0).all()
+            (self._host("steps_left") == self.episode_len).all() and (self._host("status") == 0).all()
         )
 
     def _replay_config(self, start: str, checksum_interval: int) -> dict:
@@ -510,8 +536,8 @@ class SimManager:
             "reward": dataclasses.asdict(self.reward_config),
             **self._levels_config(),
             "checksum_interval": checksum_interval,
-            "world_seeds": [int(s) for s in self._state("seed")],
-            "world_episodes": [int(e) for e in self._state("episode")],
+            "world_seeds": [int(s) for s in self._host("seed")],
+            "world_episodes": [int(e) for e in self._host("episode")],
             "start": start,
             "recorded_with": f"escape_room_env {__version__}",
         }
@@ -533,7 +559,7 @@ class SimManager:
         self._impl.start_episodes(
             np.asarray(meta.world_seeds, dtype=np.uint64), np.asarray(meta.world_episodes, dtype=np.uint32)
         )
-        self.reset_tensor().to_numpy()[:] = 0
+        self._write_input("reset", np.zeros(self.num_worlds, np.int32))
         self._replay = _ReplayCursor(replay)
         # A manager dropped without close() still closes its file (no ResourceWarning, no leak).
         weakref.finalize(self, replay.close)
@@ -712,6 +738,20 @@ class SimManager:
         return self._impl.render_size
 
 
+_STATE_NAMES = frozenset(_core.Manager.state_names())
+
+
+def _stream_handle(stream: Any) -> int:
+    """A ``torch.cuda.Stream`` (or anything with ``cuda_stream``) or an int, as a cudaStream_t."""
+    handle = getattr(stream, "cuda_stream", stream)
+    if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
+        raise TypeError(f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}")
+    handle = int(handle)
+    if not 0 < handle < 2**64:
+        raise ValueError(f"stream must be a non-null cudaStream_t, got {handle}")
+    return handle
+
+
 def _check_rules_version(replay) -> None:
     from escape_room_env.errors import ReplayFormatError
 
@@ -756,8 +796,8 @@ class _ReplayCursor:
             elif isinstance(record, HashRecord):
                 self._verify(sim, record)
         record = self._take()
-        sim.reset_tensor().to_numpy()[:] = record.reset
-        sim.action_tensor().to_numpy()[:] = record.actions
+        sim._write_input("reset", record.reset)
+        sim._write_input("action", record.actions)
         sim.step()
         self.current += 1
         last = self.current == self.total

@@ -76,7 +76,7 @@ class Scene:
     @classmethod
     def from_world(cls, sim, world: int) -> Scene:
         """World ``world`` of a simulator as it is now (generated or custom level)."""
-        state = sim._state
+        state = sim._host
         num_statics, num_doors, num_buttons, num_cubes, _, num_exits = (
             int(n) for n in state("level_counts")[world]
         )
@@ -192,7 +192,7 @@ def save_png(image: np.ndarray, path: str) -> None:
 
 def first_person_strip(sim, world: int, height: int) -> np.ndarray:
     """The world's agents' first-person images side by side, scaled (nearest) to ``height`` rows."""
-    rgb = sim.rgb_tensor().to_numpy()[world]  # (A, h, w, 3)
+    rgb = sim._host("rgb")[world]  # (A, h, w, 3)
     scale = max(1, height // rgb.shape[1])
     strip = np.concatenate(
         [np.kron(image, np.ones((scale, scale, 1), dtype=np.uint8)) for image in rgb], axis=1

@@ -34,7 +34,11 @@ constexpr float kDistanceShade = 0.6f;  // colour lost at the range limit
 
 // Upright bodies fall into three heights; of each, only the nearest hit of a column can show.
 enum RenderClass : int32_t { kClassAgent = 0, kClassWall = 1, kClassCube = 2, kNumRenderClasses = 3 };
-constexpr float kClassHeight[kNumRenderClasses] = {kAgentHeight, kWallHeight, kCubeHeight};
+ER_HD inline float class_height(int32_t cls)
+{
+    constexpr float kHeight[kNumRenderClasses] = {kAgentHeight, kWallHeight, kCubeHeight};
+    return kHeight[cls];
+}
 
 // What one column's ray meets: the nearest hit of each class, and the floor marks it crosses.
 struct ColumnHits {
@@ -182,89 +186,105 @@ ER_HD inline void cast_column(ColumnHits& h, const ViewSet& view, Vec2 d, float 
 
 ER_HD inline uint8_t shade_channel(float c, float shade) { return (uint8_t)(c * shade + 0.5f); }
 
-// Renders agent `a` of world w into rgb [H][W][3] and depth [H][W].
-ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t* rgb, float* depth)
+// One frame's camera: the agent's heading and what it can see. The CUDA backend builds it once
+// per frame in shared memory and renders the columns in parallel; the CPU loops over them.
+struct Frame {
+    Vec2 forward, right;
+    ViewSet view;
+};
+
+ER_HD inline void begin_frame(Frame& f, const SimState& s, int32_t w, int32_t a)
 {
-    const int32_t A = s.num_agents, H = s.render_height, W = s.render_width;
+    const int32_t A = s.num_agents;
     const LevelData& lv = s.level[w];
     const Vec2* agents = s.agent_pos + w * A;
     const Vec2* cubes = s.cube_pos + w * kMaxCubes;
-    const uint8_t* door_open = s.door_open + w * kMaxDoors;
     // Bit k: button k is pressed now (something stands on it), and shows brighter.
     uint32_t pressed = 0;
     for (int32_t k = 0; k < lv.num_buttons; ++k)
         if (button_pressed(lv.button_pos[k], agents, A, cubes, lv.num_cubes)) pressed |= 1u << k;
     const SinCos sc = sincos_f(s.agent_yaw[w * A + a]);
-    const Vec2 forward = {-sc.sin, sc.cos}, right = {sc.cos, sc.sin};
-    ViewSet view;
-    gather_view(view, lv, door_open, agents, A, a, cubes, pressed, forward, right);
+    f.forward = {-sc.sin, sc.cos};
+    f.right = {sc.cos, sc.sin};
+    gather_view(f.view, lv, s.door_open + w * kMaxDoors, agents, A, a, cubes, pressed, f.forward, f.right);
+}
+
+// Column `col` of a W x H frame into rgb [H][W][3] and depth [H][W].
+ER_HD inline void render_column(const Frame& f, int32_t col, int32_t W, int32_t H, uint8_t* rgb, float* depth)
+{
     const float inv_w = 1.0f / (float)W;
+    // 90 degree horizontal field of view through pixel centres: u in (-1, 1).
+    const float u = (2.0f * ((float)col + 0.5f) - (float)W) * inv_w;
+    const Vec2 d = f.forward + f.right * u;
+    const float dd = 1.0f + u * u;
     ColumnHits h;
-    for (int32_t col = 0; col < W; ++col) {
-        // 90 degree horizontal field of view through pixel centres: u in (-1, 1).
-        const float u = (2.0f * ((float)col + 0.5f) - (float)W) * inv_w;
-        const Vec2 d = forward + right * u;
-        const float dd = 1.0f + u * u;
-        cast_column(h, view, d, dd);
-        float nearest = kNoHit;
-        int32_t nearest_class = 0;
-        for (int32_t c = 0; c < kNumRenderClasses; ++c) {
-            if (h.s[c] < nearest) {
-                nearest = h.s[c];
-                nearest_class = c;
-            }
-        }
-        for (int32_t row = 0; row < H; ++row) {
-            // Square pixels: v = tan of the pixel's elevation, in (-H/W, H/W).
-            const float v = ((float)H - 2.0f * ((float)row + 0.5f)) * inv_w;
-            const float ray_len = sqrt_f(dd + v * v);
-            float hit_s = kNoHit;
-            Rgb colour = kSkyColour;
-            float face = 1.0f;
-            bool floor = false;
-            if (v < 0.0f) {
-                // Looking down: the nearest body, unless the floor comes first.
-                const float floor_s = kEyeHeight / -v;
-                if (nearest <= floor_s) {
-                    hit_s = nearest;
-                    colour = h.colour[nearest_class];
-                    face = h.face[nearest_class];
-                } else {
-                    hit_s = floor_s;
-                    floor = true;
-                }
-            } else {
-                // Looking up: the nearest body still tall enough where the ray reaches it.
-                for (int32_t c = 0; c < kNumRenderClasses; ++c) {
-                    if (h.s[c] < hit_s && kEyeHeight + h.s[c] * v <= kClassHeight[c]) {
-                        hit_s = h.s[c];
-                        colour = h.colour[c];
-                        face = h.face[c];
-                    }
-                }
-            }
-            const size_t pixel = (size_t)row * (size_t)W + (size_t)col;
-            uint8_t* out = rgb + 3 * pixel;
-            if (hit_s == kNoHit) {
-                depth[pixel] = kRenderRange;
-                out[0] = (uint8_t)colour.r;
-                out[1] = (uint8_t)colour.g;
-                out[2] = (uint8_t)colour.b;
-                continue;
-            }
-            if (floor) {
-                colour = kFloorColour;
-                for (int32_t m = 0; m < h.num_marks; ++m)
-                    if (hit_s >= h.mark_in[m] && hit_s <= h.mark_out[m]) colour = h.mark_colour[m];
-            }
-            const float dist = min_f(hit_s * ray_len, kRenderRange);
-            const float shade = (1.0f - kDistanceShade * (dist / kRenderRange)) * face;
-            depth[pixel] = dist;
-            out[0] = shade_channel(colour.r, shade);
-            out[1] = shade_channel(colour.g, shade);
-            out[2] = shade_channel(colour.b, shade);
+    cast_column(h, f.view, d, dd);
+    float nearest = kNoHit;
+    int32_t nearest_class = 0;
+    for (int32_t c = 0; c < kNumRenderClasses; ++c) {
+        if (h.s[c] < nearest) {
+            nearest = h.s[c];
+            nearest_class = c;
         }
     }
+    for (int32_t row = 0; row < H; ++row) {
+        // Square pixels: v = tan of the pixel's elevation, in (-H/W, H/W).
+        const float v = ((float)H - 2.0f * ((float)row + 0.5f)) * inv_w;
+        const float ray_len = sqrt_f(dd + v * v);
+        float hit_s = kNoHit;
+        Rgb colour = kSkyColour;
+        float face = 1.0f;
+        bool floor = false;
+        if (v < 0.0f) {
+            // Looking down: the nearest body, unless the floor comes first.
+            const float floor_s = kEyeHeight / -v;
+            if (nearest <= floor_s) {
+                hit_s = nearest;
+                colour = h.colour[nearest_class];
+                face = h.face[nearest_class];
+            } else {
+                hit_s = floor_s;
+                floor = true;
+            }
+        } else {
+            // Looking up: the nearest body still tall enough where the ray reaches it.
+            for (int32_t c = 0; c < kNumRenderClasses; ++c) {
+                if (h.s[c] < hit_s && kEyeHeight + h.s[c] * v <= class_height(c)) {
+                    hit_s = h.s[c];
+                    colour = h.colour[c];
+                    face = h.face[c];
+                }
+            }
+        }
+        const size_t pixel = (size_t)row * (size_t)W + (size_t)col;
+        uint8_t* out = rgb + 3 * pixel;
+        if (hit_s == kNoHit) {
+            depth[pixel] = kRenderRange;
+            out[0] = (uint8_t)colour.r;
+            out[1] = (uint8_t)colour.g;
+            out[2] = (uint8_t)colour.b;
+            continue;
+        }
+        if (floor) {
+            colour = kFloorColour;
+            for (int32_t m = 0; m < h.num_marks; ++m)
+                if (hit_s >= h.mark_in[m] && hit_s <= h.mark_out[m]) colour = h.mark_colour[m];
+        }
+        const float dist = min_f(hit_s * ray_len, kRenderRange);
+        const float shade = (1.0f - kDistanceShade * (dist / kRenderRange)) * face;
+        depth[pixel] = dist;
+        out[0] = shade_channel(colour.r, shade);
+        out[1] = shade_channel(colour.g, shade);
+        out[2] = shade_channel(colour.b, shade);
+    }
+}
+
+// Renders agent `a` of world w into rgb [H][W][3] and depth [H][W].
+ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t* rgb, float* depth)
+{
+    Frame f;
+    begin_frame(f, s, w, a);
+    for (int32_t col = 0; col < s.render_width; ++col) render_column(f, col, s.render_width, s.render_height, rgb, depth);
 }
 
 // Every agent of world w.

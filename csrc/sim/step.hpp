@@ -10,10 +10,20 @@
 namespace er {
 
 // move_amount k moves k/3 m per step; move_angle k points k*pi/4 clockwise from forward.
-constexpr float kMoveDistance[kNumMoveAmounts] = {0.0f, 1.0f / 3.0f, 2.0f / 3.0f, 1.0f};
+// Tables local to functions, so host and device code read the same constants (CUDA cannot
+// index a namespace-scope constexpr array from device code).
 constexpr float kSqrtHalf = 0.70710678118654752440f;
-constexpr float kAngleCos[kNumMoveAngles] = {1.0f, kSqrtHalf, 0.0f, -kSqrtHalf, -1.0f, -kSqrtHalf, 0.0f, kSqrtHalf};
-constexpr float kAngleSin[kNumMoveAngles] = {0.0f, kSqrtHalf, 1.0f, kSqrtHalf, 0.0f, -kSqrtHalf, -1.0f, -kSqrtHalf};
+ER_HD inline float move_distance(int32_t amount)
+{
+    constexpr float kDistance[kNumMoveAmounts] = {0.0f, 1.0f / 3.0f, 2.0f / 3.0f, 1.0f};
+    return kDistance[amount];
+}
+ER_HD inline Vec2 move_direction(int32_t angle)  // (cos, sin) of the angle
+{
+    constexpr float kCos[kNumMoveAngles] = {1.0f, kSqrtHalf, 0.0f, -kSqrtHalf, -1.0f, -kSqrtHalf, 0.0f, kSqrtHalf};
+    constexpr float kSin[kNumMoveAngles] = {0.0f, kSqrtHalf, 1.0f, kSqrtHalf, 0.0f, -kSqrtHalf, -1.0f, -kSqrtHalf};
+    return {kCos[angle], kSin[angle]};
+}
 
 // Writes every exported output of world w from its state: rewards as given, done and reason
 // describing the episode that just ended (reason -1: running).
@@ -113,8 +123,9 @@ ER_HD inline void step_world(const SimState& s, const LidarTable& table, int32_t
         s.agent_yaw[base + a] = yaw;
         const SinCos sc = sincos_f(yaw);
         const Vec2 forward = {-sc.sin, sc.cos}, right = {sc.cos, sc.sin};
-        const Vec2 dir = forward * kAngleCos[angle] + right * kAngleSin[angle];
-        disp[a] = dir * kMoveDistance[amount];
+        const Vec2 cs = move_direction(angle);
+        const Vec2 dir = forward * cs.x + right * cs.y;
+        disp[a] = dir * move_distance(amount);
     }
 
     integrate_step(lv, door_open, agents, A, cubes, disp);
