@@ -253,12 +253,16 @@ class SimManager:
         GPU on CUDA (for reading; numpy alone, no torch)."""
         if self._impl.on_gpu:
             return self._impl.host_copy(name)
-        return self._impl.state_view(name).to_numpy() if name in _STATE_NAMES else self._tensor(name).to_numpy()
+        return (
+            self._impl.state_view(name).to_numpy() if name in _STATE_NAMES else self._tensor(name).to_numpy()
+        )
 
     def _write_input(self, name: str, values: np.ndarray) -> None:
         """Overwrites the ``reset`` or ``action`` tensor from a host array (replays use it)."""
         if self._impl.on_gpu:
-            self._impl.host_write(name, np.ascontiguousarray(np.broadcast_to(values, self._tensor(name).shape), np.int32))
+            self._impl.host_write(
+                name, np.ascontiguousarray(np.broadcast_to(values, self._tensor(name).shape), np.int32)
+            )
         else:
             self._tensor(name).to_numpy()[:] = values
 
@@ -745,7 +749,9 @@ def _stream_handle(stream: Any) -> int:
     """A ``torch.cuda.Stream`` (or anything with ``cuda_stream``) or an int, as a cudaStream_t."""
     handle = getattr(stream, "cuda_stream", stream)
     if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
-        raise TypeError(f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}")
+        raise TypeError(
+            f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}"
+        )
     handle = int(handle)
     if not 0 < handle < 2**64:
         raise ValueError(f"stream must be a non-null cudaStream_t, got {handle}")
