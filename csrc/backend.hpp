@@ -89,7 +89,9 @@ std::unique_ptr<Backend> make_cpu_backend(const SimState& cfg, const LevelData* 
 std::unique_ptr<Backend> make_cuda_backend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed,
                                            int32_t gpu_id);
 
-// Number of CUDA devices usable by this build (0 without a CUDA backend, GPU or driver).
+// Whether this build has the CUDA backend, and the CUDA devices it can use (0 without the
+// backend, a GPU or a driver).
+bool cuda_built();
 int32_t cuda_device_count();
 
 }  // namespace er

@@ -246,6 +246,7 @@ NB_MODULE(_core, m)
     m.attr("MAX_AGENTS") = er::kMaxAgents;
     m.attr("NUM_LIDAR_RAYS") = er::kLidarRays;
     m.def("cuda_device_count", &er::cuda_device_count);
+    m.attr("CUDA_BUILT") = er::cuda_built();
     m.def("default_rooms", &er::default_rooms, "num_agents"_a);
 
     nb::class_<er::RewardConfig>(m, "RewardConfig")

@@ -266,6 +266,7 @@ public:
         const cudaStream_t stream = enter(0);
         copy_actions(actions, int64, stream);
         finish(stream);
+        synchronize();  // the caller may free or overwrite `actions` on return
     }
 
     void to_host(void* dst, const void* src, size_t bytes) override
@@ -460,6 +461,8 @@ private:
 };
 
 }  // namespace
+
+bool cuda_built() { return true; }
 
 int32_t cuda_device_count()
 {

@@ -90,6 +90,9 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
     if (cfg_.rooms.empty()) cfg_.rooms = default_rooms(cfg_.num_agents);
     validate(cfg_);
     if (cfg_.exec_mode == ExecMode::CUDA) {
+        if (!cuda_built())
+            throw CudaUnavailable("this build of escape_room_env has no CUDA backend (it was built without nvcc, or "
+                                  "with ESCAPE_ROOM_CUDA=OFF); reinstall with nvcc on PATH, or use ExecMode.CPU");
         const int32_t n = cuda_device_count();
         if (n <= 0)
             throw CudaUnavailable("ExecMode.CUDA needs an NVIDIA GPU with a working driver, and none was found "

@@ -5,12 +5,12 @@
 
 namespace er {
 
+bool cuda_built() { return false; }
 int32_t cuda_device_count() { return 0; }
 
 std::unique_ptr<Backend> make_cuda_backend(const SimState&, const LevelData*, uint64_t, int32_t)
 {
-    throw CudaUnavailable("this build of escape_room_env has no CUDA backend (it was built without nvcc or "
-                          "with ESCAPE_ROOM_CUDA=OFF); reinstall with nvcc on PATH, or use ExecMode.CPU");
+    throw CudaUnavailable("this build of escape_room_env has no CUDA backend; use ExecMode.CPU");
 }
 
 }  // namespace er

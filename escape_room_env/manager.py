@@ -746,16 +746,20 @@ _STATE_NAMES = frozenset(_core.Manager.state_names())
 
 
 def _stream_handle(stream: Any) -> int:
-    """A ``torch.cuda.Stream`` (or anything with ``cuda_stream``) or an int, as a cudaStream_t."""
+    """A ``torch.cuda.Stream`` (or anything with ``cuda_stream``) or an int, as a cudaStream_t.
+
+    0 (torch's default stream) is CUDA's legacy default stream, which the core names 1.
+    """
     handle = getattr(stream, "cuda_stream", stream)
     if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
-        raise TypeError(
-            f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}"
-        )
+        raise TypeError(f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}")
     handle = int(handle)
-    if not 0 < handle < 2**64:
-        raise ValueError(f"stream must be a non-null cudaStream_t, got {handle}")
-    return handle
+    if not 0 <= handle < 2**64:
+        raise ValueError(f"stream must be a cudaStream_t (0 <= stream < 2**64), got {handle}")
+    return handle or _LEGACY_DEFAULT_STREAM
+
+
+_LEGACY_DEFAULT_STREAM = 1  # cudaStreamLegacy
 
 
 def _check_rules_version(replay) -> None:
