@@ -43,11 +43,14 @@ SimState bind_state(const SimState& cfg, void* base);
 //   them, so the tensor afterwards holds what the step used, as if written there first.
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
 // - stream (CUDA, optional): the cudaStream_t to run on instead of the manager's own.
+// - repeat: steps to run, exactly as that many calls with the same action tensor (reset flags
+//   apply to the first); the CUDA backend loops on the device, in one launch.
 struct StepRequest {
     const void* actions = nullptr;
     bool int64 = false;
     float* obs_copy = nullptr;
     uintptr_t stream = 0;
+    int32_t repeat = 1;
 };
 
 class Backend {

@@ -173,17 +173,23 @@ std::unique_lock<std::mutex> claim(Manager& m)
 
 // A CUDA manager queues its steps: on its own stream (stream 0) the call waits for them, so
 // that every tensor is complete on return; on a caller's stream it returns at once and the
-// caller's later work on that stream is ordered after the steps.
+// caller's later work on that stream is ordered after the steps. Its steps loop on the device,
+// kGpuStepsPerLaunch to a launch; the CPU steps one at a time.
+constexpr int64_t kGpuStepsPerLaunch = 64;
+
 void step_many(Manager& m, int64_t nstep, uintptr_t stream)
 {
     if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
     if (stream && !m.on_gpu()) throw std::invalid_argument("stream: only a CUDA manager runs on a CUDA stream");
     const auto lock = claim(m);
     nb::gil_scoped_release release;
+    const int64_t per_call = m.on_gpu() ? kGpuStepsPerLaunch : 1;
     auto last_check = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < nstep; ++i) {
-        m.step(stream);
-        if (i + 1 < nstep) {
+    for (int64_t done = 0; done < nstep;) {
+        const int64_t n = nstep - done < per_call ? nstep - done : per_call;
+        m.step(stream, (int32_t)n);
+        done += n;
+        if (done < nstep) {
             const auto now = std::chrono::steady_clock::now();
             if (now - last_check >= std::chrono::milliseconds(10)) {
                 last_check = now;

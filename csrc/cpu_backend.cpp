@@ -96,13 +96,16 @@ public:
         // after it wrote them, by the thread that steps it: each line is fetched once, instead
         // of being written (or read) by the caller and fetched again across cores.
         req_ = req;
-        parallel_worlds([](CpuBackend& b, int32_t w) {
-            if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
-            if (b.req_.actions) b.copy_actions(w);
-            step_world(b.state_, b.table_, w);
-            b.render(w);
-            if (b.req_.obs_copy) b.copy_observations(w);
-        });
+        for (int32_t i = 0; i < req.repeat; ++i) {
+            parallel_worlds([](CpuBackend& b, int32_t w) {
+                if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
+                if (b.req_.actions) b.copy_actions(w);
+                step_world(b.state_, b.table_, w);
+                b.render(w);
+                if (b.req_.obs_copy) b.copy_observations(w);
+            });
+            req_.actions = nullptr;  // copied by the first step
+        }
     }
 
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds) override

@@ -77,10 +77,12 @@ __global__ void begin_kernel(SimState s, LidarTable table, const uint64_t* seeds
     begin_episode(s, table, w);
 }
 
-__global__ void step_kernel(SimState s, LidarTable table)
+// `repeat` steps of one world: nstep loops on the device, the world's state staying in cache.
+__global__ void step_kernel(SimState s, LidarTable table, int32_t repeat)
 {
     const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
-    if (w < s.num_worlds) step_world(s, table, w);
+    if (w >= s.num_worlds) return;
+    for (int32_t i = 0; i < repeat; ++i) step_world(s, table, w);
 }
 
 __global__ void reset_kernel(SimState s, LidarTable table, const uint8_t* mask, const uint64_t* seeds)
@@ -177,6 +179,7 @@ public:
         DeviceScope scope(device_);
         const cudaStream_t stream = enter(req.stream);
         if (req.actions) copy_actions(req.actions, req.int64, stream);
+        if (req.repeat != repeat_) set_repeat(req.repeat);
         check(cudaGraphLaunch(graph_, stream), "cudaGraphLaunch");
         if (req.obs_copy)
             check(cudaMemcpyAsync(req.obs_copy, state_.obs_out,
@@ -361,10 +364,12 @@ private:
             if (written_ && written_->event) cudaEventSynchronize(written_->event);
             if (stream_) cudaStreamSynchronize(stream_);
             if (graph_) cudaGraphExecDestroy(graph_);
+            if (graph_template_) cudaGraphDestroy(graph_template_);
             if (scratch_base_) cudaFree(scratch_base_);
             if (stream_) cudaStreamDestroy(stream_);
         });
         graph_ = nullptr;
+        graph_template_ = nullptr;
         scratch_base_ = nullptr;
         stream_ = nullptr;
     }
@@ -390,6 +395,26 @@ private:
     {
         check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync (to device)");
         check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    }
+
+    // The step kernel's loop count: an update of the instantiated graph, which later launches
+    // use (launches already queued keep theirs).
+    void set_repeat(int32_t repeat)
+    {
+        void* args[] = {&state_, &table_, &repeat};
+        cudaKernelNodeParams params = step_params(args);
+        check(cudaGraphExecKernelNodeSetParams(graph_, step_node_, &params), "cudaGraphExecKernelNodeSetParams");
+        repeat_ = repeat;
+    }
+
+    cudaKernelNodeParams step_params(void** args) const
+    {
+        cudaKernelNodeParams p{};
+        p.func = reinterpret_cast<void*>(&step_kernel);
+        p.gridDim = dim3(blocks_for(state_.num_worlds, kWorldsPerBlock));
+        p.blockDim = dim3(kWorldsPerBlock);
+        p.kernelParams = args;
+        return p;
     }
 
     void copy_actions(const void* actions, bool int64, cudaStream_t stream)
@@ -418,34 +443,23 @@ private:
     // from explicit kernel nodes (no stream capture), instantiated once, launched every step.
     void build_graph()
     {
-        cudaGraph_t graph = nullptr;
-        check(cudaGraphCreate(&graph, 0), "cudaGraphCreate");
-        try {
-            void* step_args[] = {&state_, &table_};
-            cudaKernelNodeParams step{};
-            step.func = reinterpret_cast<void*>(&step_kernel);
-            step.gridDim = dim3(blocks_for(state_.num_worlds, kWorldsPerBlock));
-            step.blockDim = dim3(kWorldsPerBlock);
-            step.kernelParams = step_args;
-            cudaGraphNode_t step_node = nullptr;
-            check(cudaGraphAddKernelNode(&step_node, graph, nullptr, 0, &step), "cudaGraphAddKernelNode (step)");
-            if (state_.render_width > 0) {
-                void* render_args[] = {&state_};
-                cudaKernelNodeParams render{};
-                render.func = reinterpret_cast<void*>(&render_kernel);
-                render.gridDim = dim3((unsigned)((int64_t)state_.num_worlds * state_.num_agents));
-                render.blockDim = dim3(kColumnsPerBlock);
-                render.kernelParams = render_args;
-                cudaGraphNode_t render_node = nullptr;
-                check(cudaGraphAddKernelNode(&render_node, graph, &step_node, 1, &render),
-                      "cudaGraphAddKernelNode (render)");
-            }
-            check(cudaGraphInstantiate(&graph_, graph, 0), "cudaGraphInstantiate");
-        } catch (...) {
-            cudaGraphDestroy(graph);
-            throw;
+        check(cudaGraphCreate(&graph_template_, 0), "cudaGraphCreate");
+        int32_t repeat = repeat_;
+        void* step_args[] = {&state_, &table_, &repeat};
+        const cudaKernelNodeParams step = step_params(step_args);
+        check(cudaGraphAddKernelNode(&step_node_, graph_template_, nullptr, 0, &step), "cudaGraphAddKernelNode (step)");
+        if (state_.render_width > 0) {
+            void* render_args[] = {&state_};
+            cudaKernelNodeParams render{};
+            render.func = reinterpret_cast<void*>(&render_kernel);
+            render.gridDim = dim3((unsigned)((int64_t)state_.num_worlds * state_.num_agents));
+            render.blockDim = dim3(kColumnsPerBlock);
+            render.kernelParams = render_args;
+            cudaGraphNode_t render_node = nullptr;
+            check(cudaGraphAddKernelNode(&render_node, graph_template_, &step_node_, 1, &render),
+                  "cudaGraphAddKernelNode (render)");
         }
-        cudaGraphDestroy(graph);  // the instantiated graph keeps what it needs
+        check(cudaGraphInstantiate(&graph_, graph_template_, 0), "cudaGraphInstantiate");
     }
 
     int32_t device_;
@@ -457,7 +471,10 @@ private:
     LidarTable table_{};
     char* scratch_base_ = nullptr;
     Scratch scratch_{};
+    cudaGraph_t graph_template_ = nullptr;  // kept: its step node names the node to update
+    cudaGraphNode_t step_node_ = nullptr;
     cudaGraphExec_t graph_ = nullptr;
+    int32_t repeat_ = 1;
 };
 
 }  // namespace

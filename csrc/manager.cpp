@@ -126,10 +126,15 @@ void Manager::check_open() const
     if (!backend_) throw Error("this SimManager is closed; create a new one");
 }
 
-void Manager::step(uintptr_t stream)
+void Manager::step(uintptr_t stream, int32_t repeat)
 {
     StepRequest req;
     req.stream = stream;
+    if (recorder_ || trajectory_) {  // both need the host between steps
+        for (int32_t i = 0; i < repeat; ++i) step_from(req);
+        return;
+    }
+    req.repeat = repeat;
     step_from(req);
 }
 
@@ -180,8 +185,8 @@ void Manager::step_from(StepRequest req)
         action[1] = clamp_i(a[1], 0, kNumMoveAngles - 1);
         action[2] = clamp_i(a[2], 0, kNumRotates - 1);
     }
-    backend_->step(req);
-    ++step_count_;
+    backend_->step(req);  // req.repeat is 1 while recording or logging
+    step_count_ += (uint64_t)req.repeat;
     if (recorder_ && recorder_->num_steps() % recorder_->checksum_interval() == 0) {
         backend_->state_hashes(hashes_.data());
         recorder_->hash(recorder_->num_steps(), hashes_.data());

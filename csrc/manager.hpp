@@ -57,9 +57,10 @@ public:
     int32_t obs_dim() const { return er::obs_dim(cfg_.num_agents); }
     bool closed() const { return backend_ == nullptr; }
 
-    // One step of every world. CUDA: queued on `stream` (a cudaStream_t; 0: the manager's own),
-    // not waited for; synchronize() waits. CPU: done on return.
-    void step(uintptr_t stream = 0);
+    // `repeat` steps of every world with the same actions (reset flags apply to the first).
+    // CUDA: queued on `stream` (a cudaStream_t; 0: the manager's own), not waited for;
+    // synchronize() waits. CPU: done on return.
+    void step(uintptr_t stream = 0, int32_t repeat = 1);
     void synchronize();
     bool on_gpu() const { return cfg_.exec_mode == ExecMode::CUDA; }
     uint64_t step_count() const { return step_count_; }  // steps since construction
