@@ -54,3 +54,44 @@ def test_headless_rejects_a_bad_configuration():
     )
     assert out.returncode == 2
     assert "num_worlds must be >= 1" in out.stderr
+
+
+needs_gpu = pytest.mark.skipif(
+    not escape_room_env.cuda_available(),
+    reason="needs an NVIDIA GPU (escape_room_env.cuda_available() is False)",
+)
+
+
+@pytest.mark.skipif(escape_room_env.cuda_available(), reason="this machine has a GPU")
+def test_headless_on_a_gpu_without_one_fails_cleanly():
+    out = subprocess.run(
+        [str(HEADLESS), "--worlds", "8", "--gpu", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "ExecMode.CPU" in out.stderr and "CUDA" in out.stderr
+
+
+@needs_gpu
+@pytest.mark.parametrize("agents", [1, 3])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_headless_digest_is_the_same_on_the_gpu(agents, mode):
+    common = [
+        "--worlds",
+        "300",
+        "--steps",
+        "260",
+        "--repeats",
+        "1",
+        "--agents",
+        str(agents),
+        "--mode",
+        str(mode),
+    ]
+    cpu = run_headless(*common, "--threads", "2")
+    gpu = run_headless(*common, "--gpu", "0")
+    assert digest(cpu) == digest(gpu)
+    assert gpu[-2].startswith("median world-steps/s: ") and gpu[-2].endswith("(cuda:0)")
