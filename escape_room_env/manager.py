@@ -752,7 +752,9 @@ def _stream_handle(stream: Any) -> int:
     """
     handle = getattr(stream, "cuda_stream", stream)
     if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)):
-        raise TypeError(f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}")
+        raise TypeError(
+            f"stream must be a torch.cuda.Stream or a cudaStream_t int, got {type(stream).__name__}"
+        )
     handle = int(handle)
     if not 0 <= handle < 2**64:
         raise ValueError(f"stream must be a cudaStream_t (0 <= stream < 2**64), got {handle}")

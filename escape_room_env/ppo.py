@@ -4,7 +4,13 @@ Parameter-shared policy over all agents of all worlds, MultiDiscrete heads, and 
 are correct under gymnasium's NEXT_STEP autoreset: the step after a done step is the reset
 step (its action is ignored and its reward is 0), so it is left out of the loss; truncated
 episodes bootstrap from the value of the terminal observation, which NEXT_STEP returns on
-the done step itself. Episode statistics come from gymnasium's ``RecordEpisodeStatistics``.
+the done step itself.
+
+On CPU the simulator returns numpy arrays and episode statistics come from gymnasium's
+``RecordEpisodeStatistics``. With ``--device cuda`` the simulator runs on the GPU too
+(``device="cuda"``, zero-copy torch tensors): the policy's action tensor goes straight to the
+core, observations, rewards and flags never leave the GPU, and ``_DeviceEpisodeStats`` keeps
+the same statistics from the returned tensors, handing them to the host once per rollout.
 
 >>> from escape_room_env.ppo import Args, train
 >>> result = train(Args(num_envs=8, num_steps=16, total_timesteps=256, progress_bar=False, log_every=0,
@@ -54,7 +60,7 @@ class Args:
     num_threads: int = 0
     """CPU threads of the simulator (0: all cores)."""
     device: str = "cpu"
-    """Torch device of the policy: cpu or cuda."""
+    """Where the policy and the simulator run: cpu, or cuda (the rollout stays on the GPU)."""
     total_timesteps: int = 60_000_000
     """Agent-steps to train for."""
     max_minutes: float = 15.0
@@ -171,11 +177,21 @@ class _EpisodeLog:
         if "episode" not in infos:
             return
         done = np.flatnonzero(infos["_episode"])
-        self.count += done.size
-        self.returns.extend(infos["episode"]["r"][done].tolist())
-        self.progress.extend(infos["progress"][done].tolist())
-        self.escaped.extend((infos["termination_reason"][done] == 1).tolist())
-        self.door.extend((infos["doors_opened"][done] >= 1).tolist())
+        self.extend(
+            done.size,
+            infos["episode"]["r"][done].tolist(),
+            infos["progress"][done].tolist(),
+            (infos["termination_reason"][done] == 1).tolist(),
+            (infos["doors_opened"][done] >= 1).tolist(),
+        )
+
+    def extend(self, count: int, returns: list, progress: list, escaped: list, door: list) -> None:
+        """``count`` more finished episodes, the latest of which (up to the window) are listed."""
+        self.count += count
+        self.returns.extend(returns)
+        self.progress.extend(progress)
+        self.escaped.extend(escaped)
+        self.door.extend(door)
 
     def summary(self) -> dict[str, float]:
         def mean(values) -> float:
@@ -190,21 +206,89 @@ class _EpisodeLog:
         }
 
 
-def train(args: Args) -> TrainResult:
-    """Trains a PPO policy on the escape room and returns it with its final statistics."""
+class _DeviceEpisodeStats:
+    """Episode statistics from the env's returned tensors, on their device (``--device cuda``).
+
+    The same numbers as ``RecordEpisodeStatistics`` + ``_EpisodeLog.add`` under NEXT_STEP: a
+    float64 running return per env that restarts at 0 on the reset step after a done step (that
+    step's reward, 0, belongs to no episode); a done step records the return, the progress,
+    escaped (termination_reason == 1) and first door (doors_opened >= 1). Rows stay on the device
+    until :meth:`flush`, once per rollout, so the rollout itself never waits for the host.
+
+    >>> import torch
+    >>> stats, log = _DeviceEpisodeStats(num_steps=2, num_envs=2, device="cpu"), _EpisodeLog()
+    >>> infos = {"progress": torch.tensor([3.0, 1.0]), "termination_reason": torch.tensor([1, -1]),
+    ...          "doors_opened": torch.tensor([1, 0])}
+    >>> no, yes = torch.tensor([False, False]), torch.tensor([True, False])
+    >>> stats.add(0, torch.tensor([0.25, 0.5]), no, no, infos)
+    >>> stats.add(1, torch.tensor([1.0, 0.5]), yes, no, infos)
+    >>> stats.flush(log)
+    >>> log.count, list(log.returns), list(log.progress), list(log.escaped), list(log.door)
+    (1, [1.25], [3.0], [True], [True])
+    """
+
+    def __init__(self, num_steps: int, num_envs: int, device: torch.device | str):
+        def zeros(*shape, dtype=torch.bool):
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        self.running = zeros(num_envs, dtype=torch.float64)  # float64 like RecordEpisodeStatistics
+        self.after_done = zeros(num_envs)
+        self.done = zeros(num_steps, num_envs)
+        self.returns = zeros(num_steps, num_envs, dtype=torch.float64)
+        self.progress = zeros(num_steps, num_envs, dtype=torch.float32)
+        self.escaped = zeros(num_steps, num_envs)
+        self.door = zeros(num_steps, num_envs)
+        self.rows = 0
+
+    def add(
+        self, t: int, reward: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor, infos: dict
+    ) -> None:
+        """Row ``t`` of the rollout: one env step's results (NEXT_STEP)."""
+        self.running.add_(reward).masked_fill_(self.after_done, 0.0)
+        torch.logical_or(terminated, truncated, out=self.done[t])
+        self.returns[t] = self.running
+        self.progress[t] = infos["progress"]
+        torch.eq(infos["termination_reason"], 1, out=self.escaped[t])
+        torch.ge(infos["doors_opened"], 1, out=self.door[t])
+        self.after_done.copy_(self.done[t])
+        self.rows = t + 1
+
+    def flush(self, log: _EpisodeLog) -> None:
+        """Hands the episodes that ended in rows 0..t to ``log`` (in step, then env order) and
+        starts the next rollout at row 0."""
+        done = self.done[: self.rows]
+        window = log.returns.maxlen
+        returns, progress, escaped, door = (
+            values[: self.rows][done][-window:].tolist()
+            for values in (self.returns, self.progress, self.escaped, self.door)
+        )
+        log.extend(int(done.sum()), returns, progress, escaped, door)
+        self.rows = 0
+
+
+def train(args: Args, *, _torch_env: bool | None = None) -> TrainResult:
+    """Trains a PPO policy on the escape room and returns it with its final statistics.
+
+    With ``args.device`` a GPU, the simulator runs there too and returns torch tensors;
+    ``_torch_env=True`` takes that code path with a CPU simulator (for tests).
+    """
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     device = torch.device(args.device)
+    torch_env = device.type != "cpu" if _torch_env is None else bool(_torch_env)
     rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] or None
     envs = EscapeRoomVectorEnv(
         args.num_envs,
         num_agents=args.num_agents,
         rooms=rooms,
+        device=device if torch_env else "cpu",
         seed=args.seed,
         num_threads=args.num_threads or None,
         copy=False,
+        _torch_outputs=torch_env,
     )
-    envs = gymnasium.wrappers.vector.RecordEpisodeStatistics(envs, buffer_length=1000)
+    if not torch_env:
+        envs = gymnasium.wrappers.vector.RecordEpisodeStatistics(envs, buffer_length=1000)
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, args.hidden).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
@@ -225,8 +309,12 @@ def train(args: Args) -> TrainResult:
     run_dir = _prepare_run_dir(args)
     curve = _Curve(run_dir)
     log = _EpisodeLog()
+    device_stats = _DeviceEpisodeStats(steps, n, device) if torch_env else None
     next_obs, _ = envs.reset(seed=args.seed)
-    next_obs_t = torch.as_tensor(next_obs, device=device).clone()  # copy=False: obs is the core's buffer
+    if torch_env:
+        next_obs_t = next_obs  # the core's buffer as a tensor (copy=False): every step rewrites it
+    else:
+        next_obs_t = torch.as_tensor(next_obs, device=device).clone()  # copy=False: obs is the core's buffer
     # True where the previous step ended the env's episode: this step is NEXT_STEP's reset step.
     resetting = torch.zeros(n, device=device)
     global_step = 0
@@ -242,15 +330,22 @@ def train(args: Args) -> TrainResult:
             with torch.no_grad():
                 action, logprob, _, value = agent.get_action_and_value(next_obs_t)
             act_buf[t], logp_buf[t], val_buf[t] = action, logprob, value
-            next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
-            done = np.logical_or(terminated, truncated)
-            rew_buf[t] = torch.as_tensor(reward, device=device)
-            term_buf[t] = torch.as_tensor(terminated, device=device, dtype=torch.float32)
-            done_buf[t] = torch.as_tensor(done, device=device, dtype=torch.float32)
-            next_obs_t = torch.as_tensor(next_obs, device=device).clone()
+            if device_stats is None:
+                next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+                done = np.logical_or(terminated, truncated)
+                rew_buf[t] = torch.as_tensor(reward, device=device)
+                term_buf[t] = torch.as_tensor(terminated, device=device, dtype=torch.float32)
+                done_buf[t] = torch.as_tensor(done, device=device, dtype=torch.float32)
+                next_obs_t = torch.as_tensor(next_obs, device=device).clone()
+                log.add(infos)
+            else:  # the action tensor goes to the core where it is; the results are tensors there
+                _, reward, terminated, truncated, infos = envs.step(action)
+                device_stats.add(t, reward, terminated, truncated, infos)
+                rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, device_stats.done[t]
             resetting = done_buf[t]
-            log.add(infos)
         global_step += batch_size
+        if device_stats is not None:
+            device_stats.flush(log)
 
         with torch.no_grad():
             next_value = agent.get_value(next_obs_t)

@@ -2,12 +2,18 @@
 
 Agents are flattened into envs: env i is agent ``i % num_agents`` of world ``i // num_agents``,
 so a parameter-shared policy sees one row per agent.
+
+Two output backends share one code path: numpy arrays (``device="cpu"``) and torch tensors
+(``device="cuda"``, which keeps everything on the GPU). The torch backend also runs on a CPU
+simulator (the private ``_torch_outputs=True``), so that machines without a GPU test every
+line of it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -16,6 +22,12 @@ from gymnasium.vector.utils import batch_space
 from escape_room_env import spaces
 from escape_room_env.config import RewardConfig, as_int, parse_autoreset
 from escape_room_env.manager import ExecMode, SimManager
+
+if TYPE_CHECKING:
+    import torch
+
+    #: What the env returns: numpy arrays, or torch tensors with ``device="cuda"``.
+    Array = np.ndarray | torch.Tensor
 
 __all__ = ["EscapeRoomVectorEnv", "fresh_seed", "parse_device", "resolve_episode_len"]
 
@@ -70,15 +82,34 @@ def check_obs_mode(obs_mode: str, autoreset: AutoresetMode) -> None:
         )
 
 
-def observation_views(sim: SimManager, obs_mode: str) -> tuple[np.ndarray | None, tuple | None]:
+def import_torch():
+    """The ``torch`` module, or an ImportError saying why it is needed."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - exercised only without torch
+        raise ImportError(
+            "device='cuda' returns torch tensors and needs PyTorch: pip install torch (pick your build)"
+        ) from exc
+    return torch
+
+
+def export(tensor, torch_outputs: bool = False) -> Array:
+    """A zero-copy view of a simulator tensor: numpy, or torch (on the simulator's device)."""
+    return tensor.to_torch() if torch_outputs else tensor.to_numpy()
+
+
+def observation_views(
+    sim: SimManager, obs_mode: str, torch_outputs: bool = False
+) -> tuple[Array | None, tuple | None]:
     """Zero-copy views of the simulator's observations, one row per env: the flat vector, the
-    RGB or the depth images; for ``"rgbd"`` (None, (rgb, depth)) to be joined at each call."""
+    RGB or the depth images; for ``"rgbd"`` (None, (rgb, depth)) to be joined at each call.
+    numpy arrays, or torch tensors with ``torch_outputs``."""
     n = sim.num_worlds * sim.num_agents
     if obs_mode == "vector":
-        return sim.observation_tensor().to_numpy().reshape(n, -1), None
+        return export(sim.observation_tensor(), torch_outputs).reshape(n, -1), None
     height, width = sim.render_size
-    rgb = sim.rgb_tensor().to_numpy().reshape(n, height, width, 3)
-    depth = sim.depth_tensor().to_numpy().reshape(n, height, width, 1)
+    rgb = export(sim.rgb_tensor(), torch_outputs).reshape(n, height, width, 3)
+    depth = export(sim.depth_tensor(), torch_outputs).reshape(n, height, width, 1)
     if obs_mode == "rgb":
         return rgb, None
     if obs_mode == "depth":
@@ -86,9 +117,11 @@ def observation_views(sim: SimManager, obs_mode: str) -> tuple[np.ndarray | None
     return None, (rgb, depth)
 
 
-def join_rgbd(rgb: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """(..., H, W, 4) float32: RGB as 0..255, then depth in metres."""
-    out = np.empty((*rgb.shape[:-1], 4), dtype=np.float32)
+def join_rgbd(rgb: Array, depth: Array) -> Array:
+    """(..., H, W, 4) float32: RGB as 0..255, then depth in metres (numpy, or torch on the
+    images' device)."""
+    shape = (*rgb.shape[:-1], 4)
+    out = np.empty(shape, dtype=np.float32) if isinstance(depth, np.ndarray) else depth.new_empty(shape)
     out[..., :3] = rgb
     out[..., 3:] = depth
     return out
@@ -132,7 +165,8 @@ class EscapeRoomVectorEnv(VectorEnv):
         num_agents: agents per world, 1 to 4 (a multiple-agent world shares done flags).
         rooms: room types of the generated level (default: the sequence for num_agents).
         levels: custom levels instead (SPEC §2.7): one or a list, world w plays level w mod n.
-        device: ``"cpu"`` (``"cuda"`` needs the CUDA backend).
+        device: ``"cpu"`` (numpy arrays) or ``"cuda"`` / ``"cuda:k"`` (the simulation on that
+            GPU, results as torch tensors there; needs the CUDA backend and PyTorch).
         copy: return fresh arrays (default) or the simulator's own buffers (zero-copy).
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default), ``SAME_STEP`` or ``DISABLED``.
         seed: construction seed: world w starts stream ``seed + w`` (None: a random seed).
@@ -154,6 +188,18 @@ class EscapeRoomVectorEnv(VectorEnv):
     >>> rewards.dtype, terminated.dtype, infos["elapsed_step"].tolist()
     (dtype('float32'), dtype('bool'), [1, 1, 1, 1])
     >>> envs.close()
+
+    With ``device="cuda"`` every result is a torch tensor on the simulation's GPU, with the
+    numpy results' shapes and dtypes (obs float32, rewards float32, flags bool, infos and their
+    ``_key`` masks as tensors, the same keys); ``copy=True`` gives clones, ``copy=False`` the
+    simulator's own buffers as tensors. Actions go to the core as they are when they are an
+    int32/int64 tensor on that GPU (no copy, no host round trip); numpy actions are moved there
+    first; a tensor on another device raises ``ValueError``. ``options["reset_mask"]`` may be a
+    numpy array or a bool tensor. In SAME_STEP mode, ``infos["final_obs"]`` is one (N, D)
+    float32 tensor instead of gymnasium's object array: rows of the envs that finished hold
+    their terminal observations, the other rows are zero, and ``infos["_final_obs"]`` marks
+    which is which (``final_info`` holds tensors the same way); as on numpy, both keys appear
+    only on steps where some env finished.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
@@ -177,7 +223,10 @@ class EscapeRoomVectorEnv(VectorEnv):
         render_width: int = 64,
         render_height: int = 64,
         render_mode: str | None = None,
+        _torch_outputs: bool = False,
     ):
+        # _torch_outputs: torch tensors from a CPU simulation, the code path of device="cuda"
+        # (which implies it), so that it is tested where there is no GPU.
         num_envs = as_int("num_envs", num_envs)
         num_agents = as_int("num_agents", num_agents)
         if num_envs < 1:
@@ -193,6 +242,9 @@ class EscapeRoomVectorEnv(VectorEnv):
         mode = parse_autoreset(autoreset_mode, True)
         check_obs_mode(obs_mode, mode)
         exec_mode, gpu_id = parse_device(device)
+        torch_outputs = bool(_torch_outputs) or exec_mode is ExecMode.CUDA
+        if torch_outputs:
+            import_torch()  # before any allocation on the GPU
         sim = SimManager(
             exec_mode,
             gpu_id,
@@ -209,7 +261,14 @@ class EscapeRoomVectorEnv(VectorEnv):
             render_width=render_width,
             render_height=render_height,
         )
-        self._bind(sim, copy=copy, device=device, obs_mode=obs_mode, render_mode=render_mode)
+        self._bind(
+            sim,
+            copy=copy,
+            device=device,
+            obs_mode=obs_mode,
+            render_mode=render_mode,
+            torch_outputs=torch_outputs,
+        )
 
     def _bind(
         self,
@@ -219,8 +278,10 @@ class EscapeRoomVectorEnv(VectorEnv):
         device: Any,
         obs_mode: str = "vector",
         render_mode: str | None = None,
+        torch_outputs: bool = False,
     ) -> None:
-        """Takes ``sim`` as this env's simulator: spaces, metadata and zero-copy views."""
+        """Takes ``sim`` as this env's simulator: spaces, metadata and zero-copy views (numpy
+        arrays, or torch tensors on the simulator's device with ``torch_outputs``)."""
         num_envs = sim.num_worlds * sim.num_agents
         mode = sim.autoreset_mode
         self.sim = sim
@@ -243,19 +304,36 @@ class EscapeRoomVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
 
         # Views of the simulator's buffers, flattened to one row per env (no copies).
-        self._obs, self._rgbd = observation_views(sim, obs_mode)
-        self._rewards = sim.reward_tensor().to_numpy().reshape(num_envs)
-        self._terminated = sim.terminated_tensor().to_numpy().reshape(num_envs)
-        self._truncated = sim.truncated_tensor().to_numpy().reshape(num_envs)
-        self._final_obs = sim.final_observation_tensor().to_numpy().reshape(num_envs, -1)
+        self._torch = import_torch() if torch_outputs else None
+        self._obs, self._rgbd = observation_views(sim, obs_mode, torch_outputs)
+        self._rewards = export(sim.reward_tensor(), torch_outputs).reshape(num_envs)
+        self._terminated = export(sim.terminated_tensor(), torch_outputs).reshape(num_envs)
+        self._truncated = export(sim.truncated_tensor(), torch_outputs).reshape(num_envs)
+        self._final_obs = export(sim.final_observation_tensor(), torch_outputs).reshape(num_envs, -1)
         self._info_views = {
-            k: sim._tensor(now).to_numpy().reshape(num_envs) for k, (now, _) in _INFOS.items()
+            k: export(sim._tensor(now), torch_outputs).reshape(num_envs) for k, (now, _) in _INFOS.items()
         }
         self._final_views = {
-            k: sim._tensor(end).to_numpy().reshape(num_envs) for k, (_, end) in _INFOS.items()
+            k: export(sim._tensor(end), torch_outputs).reshape(num_envs) for k, (_, end) in _INFOS.items()
         }
-        self._all_envs = _read_only(np.ones(num_envs, dtype=np.bool_))
-        self._running = _read_only(np.full(num_envs, -1, dtype=np.int32))
+        obs_rows = (num_envs, sim.obs_dim)
+        if self._torch is None:
+            self._all_envs = _read_only(np.ones(num_envs, dtype=np.bool_))
+            self._running = _read_only(np.full(num_envs, -1, dtype=np.int32))
+            self._action_type, self._action_dtypes = np.ndarray, (np.int64, np.int32)
+            self._fresh = np.ndarray.copy
+            self._new_obs = functools.partial(np.empty, obs_rows, np.float32)
+        else:
+            torch = self._torch
+            self._torch_device = dev = self._rewards.device
+            # Shared by every step's infos as numpy's read-only constants are; torch tensors
+            # cannot be made read-only, so with copy=True the masks are cloned per call.
+            self._all_envs = torch.ones(num_envs, dtype=torch.bool, device=dev)
+            self._running = torch.full((num_envs,), -1, dtype=torch.int32, device=dev)
+            self._action_type, self._action_dtypes = torch.Tensor, (torch.int64, torch.int32)
+            self._fresh = torch.Tensor.clone
+            self._new_obs = functools.partial(torch.empty, obs_rows, dtype=torch.float32, device=dev)
+        self._share_masks = self._torch is None or not self.copy
         self._step_actions = sim._impl.step_actions
         self._refuse_done = mode is AutoresetMode.DISABLED
         self._same_step = mode is AutoresetMode.SAME_STEP
@@ -273,7 +351,7 @@ class EscapeRoomVectorEnv(VectorEnv):
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[Array, dict[str, Any]]:
         """Starts new episodes in every world, or in the worlds of ``options["reset_mask"]``.
 
         ``seed``: an int s gives world w the seed ``s + w``; a list of num_envs entries gives
@@ -303,18 +381,24 @@ class EscapeRoomVectorEnv(VectorEnv):
             self.sim.reset_worlds(world_mask, seeds=int(seed))
         else:
             self._reset_with_seed_list(seed, world_mask)
-        infos = self._infos(self._all_envs if env_mask is None else env_mask)
+        if env_mask is None:
+            infos = self._infos(self._all_envs)
+        elif self._torch is None:
+            infos = self._infos(env_mask)
+        else:
+            infos = self._infos(self._torch.as_tensor(env_mask, device=self._torch_device))
         return self._observation(), infos
 
-    def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Steps every world once; actions are (num_envs, 3) int32/int64 (numpy or CPU torch)."""
-        if type(actions) is not np.ndarray:
+    def step(self, actions) -> tuple[Array, Array, Array, Array, dict[str, Any]]:
+        """Steps every world once; actions are (num_envs, 3) int32/int64: numpy or CPU torch,
+        or with ``device="cuda"`` a tensor on the env's GPU (numpy is moved there)."""
+        if type(actions) is not self._action_type:
             actions = self._as_array(actions)
         if self._zero_copy_views is None:
             if self._copy_vector_obs:
                 # A fresh observation array, filled by the worker threads right after each
                 # world's step (cache-hot, in parallel) instead of copied here afterwards.
-                obs = np.empty(self._obs.shape, dtype=np.float32)
+                obs = self._new_obs()
                 self._call_core(actions, obs)
                 return self._outputs(obs)
             self._call_core(actions)
@@ -327,7 +411,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         self._call_core(actions)
         return obs, rewards, terminated, truncated, infos
 
-    def _call_core(self, actions: np.ndarray, obs_out: np.ndarray | None = None) -> None:
+    def _call_core(self, actions: Array, obs_out: Array | None = None) -> None:
         """Validates the actions and steps, in one core call (dtype and shape checked there too);
         with ``obs_out``, the core also copies the new observations into it."""
         try:
@@ -338,39 +422,44 @@ class EscapeRoomVectorEnv(VectorEnv):
         if code != -1:
             raise self._action_error(code, actions)
 
-    def _check_actions_array(self, actions: np.ndarray) -> None:
-        if actions.dtype != np.int64 and actions.dtype != np.int32:
-            raise TypeError(
-                f"actions must be an int32 or int64 array of shape ({self.num_envs}, 3), got dtype {actions.dtype}"
-            )
-        if actions.shape != (self.num_envs, 3):
-            raise ValueError(f"actions must have shape ({self.num_envs}, 3), got {actions.shape}")
+    def _check_actions_array(self, actions: Array) -> None:
+        if actions.dtype not in self._action_dtypes:
+            raise TypeError(self._dtype_message(actions.dtype))
+        if tuple(actions.shape) != (self.num_envs, 3):
+            raise ValueError(f"actions must have shape ({self.num_envs}, 3), got {tuple(actions.shape)}")
+        if self._torch is not None and actions.device != self._torch_device:
+            raise ValueError(f"actions are on {actions.device}, but this env runs on {self._torch_device}")
 
-    def _outputs(
-        self, obs: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def _dtype_message(self, dtype: Any) -> str:
+        return f"actions must be an int32 or int64 array of shape ({self.num_envs}, 3), got dtype {dtype}"
+
+    def _outputs(self, obs: Array | None = None) -> tuple[Array, Array, Array, Array, dict[str, Any]]:
         """The step's results from the simulator's buffers (fresh arrays when ``copy``)."""
         if obs is None:
             obs = self._observation()
         if self.copy:
+            fresh = self._fresh
             rewards, terminated, truncated = (
-                self._rewards.copy(),
-                self._terminated.copy(),
-                self._truncated.copy(),
+                fresh(self._rewards),
+                fresh(self._terminated),
+                fresh(self._truncated),
             )
         else:
             rewards, terminated, truncated = self._rewards, self._terminated, self._truncated
         infos = self._infos(self._all_envs)
         if self._same_step:
-            self._add_final_infos(infos, terminated | truncated)
+            if self._torch is None:
+                self._add_final_infos(infos, terminated | truncated)
+            else:
+                self._add_final_tensors(infos, terminated | truncated)
         return obs, rewards, terminated, truncated, infos
 
-    def _observation(self) -> np.ndarray:
+    def _observation(self) -> Array:
         """The observations now: the simulator's buffer (a fresh copy when ``copy``), or for
         ``"rgbd"`` always a new array joining the RGB and depth images."""
         if self._rgbd is not None:
             return join_rgbd(*self._rgbd)
-        return self._obs.copy() if self.copy else self._obs
+        return self._fresh(self._obs) if self.copy else self._obs
 
     def render(self) -> Sequence[np.ndarray] | None:
         """``render_mode="rgb_array"``: each env's top-down frame (its world's), rendered when
@@ -384,13 +473,13 @@ class EscapeRoomVectorEnv(VectorEnv):
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _infos(self, mask: np.ndarray) -> dict[str, Any]:
+    def _infos(self, mask: Array) -> dict[str, Any]:
         infos: dict[str, Any] = {}
-        masks = mask if mask is self._all_envs else mask.copy()
+        masks = mask if mask is self._all_envs and self._share_masks else self._fresh(mask)
         for key, view in self._info_views.items():
             if key == "termination_reason" and self._same_step:
                 view = self._running  # a SAME_STEP step always shows a running episode
-            infos[key] = view.copy() if self.copy else view
+            infos[key] = self._fresh(view) if self.copy else view
             infos["_" + key] = masks
         return infos
 
@@ -410,14 +499,39 @@ class EscapeRoomVectorEnv(VectorEnv):
         infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
         infos["final_info"], infos["_final_info"] = final_info, done.copy()
 
-    def _as_array(self, actions) -> np.ndarray:
+    def _add_final_tensors(self, infos: dict[str, Any], done: Array) -> None:
+        """SAME_STEP with torch outputs: ``final_obs`` as one (N, D) tensor (zero rows for the
+        envs that did not finish) and ``final_info`` as tensors, zero where not finished."""
+        if not done.any():
+            return
+        torch = self._torch
+        final_info: dict[str, Any] = {}
+        for key, view in self._final_views.items():
+            final_info[key], final_info["_" + key] = torch.where(done, view, 0), done.clone()
+        infos["final_obs"] = torch.where(done[:, None], self._final_obs, 0.0)
+        infos["_final_obs"] = done.clone()
+        infos["final_info"], infos["_final_info"] = final_info, done.clone()
+
+    def _as_array(self, actions) -> Array:
+        if self._torch is not None:
+            return self._as_tensor(actions)
         if hasattr(actions, "detach") and hasattr(actions, "device"):  # a torch tensor
             if actions.device.type != "cpu":
                 raise ValueError(f"actions are on {actions.device}, but this env runs on {self.device}")
             return actions.detach().numpy()
         return np.asarray(actions)
 
-    def _action_error(self, code: int, actions: np.ndarray) -> ValueError:
+    def _as_tensor(self, actions) -> Array:
+        """Torch outputs: a tensor goes to the core as it is (the core checks its device, dtype
+        and shape); anything else becomes a tensor on the env's device."""
+        if isinstance(actions, self._torch.Tensor):
+            return actions
+        array = np.asarray(actions)
+        if array.dtype != np.int64 and array.dtype != np.int32:
+            raise TypeError(self._dtype_message(array.dtype))
+        return self._torch.as_tensor(array, device=self._torch_device)
+
+    def _action_error(self, code: int, actions: Array) -> ValueError:
         if code <= -2:
             world = -2 - code
             env = world * self.num_agents
@@ -434,6 +548,9 @@ class EscapeRoomVectorEnv(VectorEnv):
 
     def _check_reset_mask(self, reset_mask: Any) -> np.ndarray:
         # gymnasium's own messages (SyncVectorEnv.reset), then ours for multi-agent worlds.
+        if self._torch is not None and isinstance(reset_mask, self._torch.Tensor):
+            # Torch outputs: a bool tensor (say, this step's done flags) is a mask too.
+            reset_mask = reset_mask.detach().cpu().numpy()
         if not isinstance(reset_mask, np.ndarray):
             raise TypeError(f"`options['reset_mask']` must be a numpy array, got {type(reset_mask)}")
         if reset_mask.shape != (self.num_envs,):
