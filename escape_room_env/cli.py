@@ -190,6 +190,9 @@ def _cmd_info(ns: argparse.Namespace) -> int:
     if ns.file is not None:
         return _replay_info(ns.file, ns.json)
     print(f"escape_room_env {er.__version__} (rules version {er.RULES_VERSION})")
+    from escape_room_env import _core
+
+    print(f"CUDA backend built: {_core.CUDA_BUILT}; GPUs usable now: {_core.cuda_device_count()}")
     print(f"CUDA available: {er.cuda_available()}")
     try:
         cores = len(os.sched_getaffinity(0))

@@ -184,3 +184,11 @@ def test_replay_verify_of_a_truncated_file_reports_only_the_checkpoints_it_verif
     assert "ReplayTruncatedWarning" in proc.stderr
     assert "replayed 29 steps" in proc.stdout
     assert "at 2 checkpoints" in proc.stdout, proc.stdout
+
+
+def test_info_without_a_file_reports_the_build_and_the_gpus():
+    from escape_room_env import _core
+
+    out = cli("info").stdout
+    assert f"CUDA backend built: {_core.CUDA_BUILT}; GPUs usable now: {_core.cuda_device_count()}" in out
+    assert f"CUDA available: {_core.cuda_device_count() > 0}" in out
