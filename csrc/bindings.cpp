@@ -253,6 +253,7 @@ NB_MODULE(_core, m)
     m.attr("NUM_LIDAR_RAYS") = er::kLidarRays;
     m.def("cuda_device_count", &er::cuda_device_count);
     m.attr("CUDA_BUILT") = er::cuda_built();
+    m.attr("CUDA_SETTING") = ER_CUDA_SETTING;  // ESCAPE_ROOM_CUDA at build time: AUTO, ON or OFF
     m.def("default_rooms", &er::default_rooms, "num_agents"_a);
 
     nb::class_<er::RewardConfig>(m, "RewardConfig")
