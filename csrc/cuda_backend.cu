@@ -6,8 +6,6 @@
 #include <cuda_runtime.h>
 
 #include <climits>
-#include <cstring>
-#include <new>
 #include <stdexcept>
 #include <string>
 
