@@ -239,33 +239,20 @@ def nstep_run(sim: er.SimManager, pool: list[np.ndarray]) -> Callable[[int], flo
     return run
 
 
-def sync_run(sim: er.SimManager, pool: list[np.ndarray]) -> Callable[[int], float]:
-    """``run(n)``: new actions written in (untimed), then a timed loop of n ``sim.step()``."""
+def step_run(sim: er.SimManager, pool: list[np.ndarray], stream=None) -> Callable[[int], float]:
+    """``run(n)``: new actions written in (untimed), then a timed loop of n ``sim.step()``, or
+    with ``stream`` of n ``sim.step(stream=stream)`` and one ``stream.synchronize()``."""
     count, step = [0], sim.step
+    kwargs = {} if stream is None else {"stream": stream}
 
     def run(n: int) -> float:
         sim._write_input("action", pool[count[0] % len(pool)])
         count[0] += 1
         t0 = time.perf_counter()
         for _ in range(n):
-            step()
-        return time.perf_counter() - t0
-
-    return run
-
-
-def stream_run(sim: er.SimManager, pool: list[np.ndarray], stream) -> Callable[[int], float]:
-    """``run(n)``: new actions written in (untimed), then a timed loop of n
-    ``sim.step(stream=stream)`` and one ``stream.synchronize()``."""
-    count, step = [0], sim.step
-
-    def run(n: int) -> float:
-        sim._write_input("action", pool[count[0] % len(pool)])
-        count[0] += 1
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step(stream=stream)
-        stream.synchronize()
+            step(**kwargs)
+        if stream is not None:
+            stream.synchronize()
         return time.perf_counter() - t0
 
     return run
@@ -326,9 +313,9 @@ def bench_steps(args, out, gpu: dict[str, Any], torch) -> list[dict[str, Any]]:
                 records.append(skipped(bench, impl, num_worlds, str(e), out))
                 continue
             if bench == "gpu_step":
-                run = sync_run(sim, pool)
+                run = step_run(sim, pool)
             elif bench == "gpu_step_stream":
-                run = stream_run(sim, pool, stream)
+                run = step_run(sim, pool, stream)
             else:
                 run = nstep_run(sim, pool)
             with sim:
@@ -461,7 +448,7 @@ def bench_render(args, out, gpu: dict[str, Any]) -> list[dict[str, Any]]:
                     args,
                     bench,
                     impl,
-                    sync_run(sim, action_pool(num_worlds)),
+                    step_run(sim, action_pool(num_worlds)),
                     num_worlds,
                     steps,
                     out,

@@ -33,3 +33,10 @@ def random_actions(rng: np.random.Generator, num_worlds: int, num_agents: int) -
 #: sys.path, and from the repository root that would be the source tree, without its compiled
 #: `_core`, instead of the installed package.
 OUTSIDE_SOURCE = tempfile.gettempdir()
+
+
+def some_worlds(rng: np.random.Generator, num_worlds: int) -> np.ndarray:
+    """A random reset mask of about half the worlds, never empty (an empty mask resets nothing)."""
+    mask = rng.random(num_worlds) < 0.5
+    mask[rng.integers(num_worlds)] = True
+    return mask

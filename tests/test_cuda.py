@@ -16,7 +16,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ALL_TENSOR_NAMES, random_actions
+from helpers import ALL_TENSOR_NAMES, random_actions, some_worlds
 
 import escape_room_env as er
 from escape_room_env import _core
@@ -89,12 +89,6 @@ def assert_same(want: dict[str, np.ndarray], got: dict[str, np.ndarray], where: 
             pytest.fail(
                 f"{name} differs {where} in world(s) {worlds[:10].tolist()} ({worlds.size} of {len(a)})"
             )
-
-
-def some_worlds(rng: np.random.Generator, num_worlds: int) -> np.ndarray:
-    mask = rng.random(num_worlds) < 0.5
-    mask[rng.integers(num_worlds)] = True  # never empty
-    return mask
 
 
 def drive(sims: list[er.SimManager], steps: int, seed: int, check, torch=None) -> dict[str, int]:

@@ -17,16 +17,11 @@ def run_headless(*args: str) -> list[str]:
     return out.stdout.splitlines()
 
 
-def digest(lines: list[str]) -> str:
-    return next(line.split(": ")[1] for line in lines if line.startswith("state digest: "))
-
-
-@pytest.mark.parametrize("agents", [1, 3])
-@pytest.mark.parametrize("mode", [0, 1, 2])
-def test_headless_digest_is_the_same_for_one_and_two_threads(agents, mode):
-    common = [
+def digest_run(worlds: int, agents: int, mode: int) -> list[str]:
+    """The arguments of a digest comparison: ``worlds`` worlds, 260 steps, one repeat."""
+    return [
         "--worlds",
-        "96",
+        str(worlds),
         "--steps",
         "260",
         "--repeats",
@@ -36,6 +31,16 @@ def test_headless_digest_is_the_same_for_one_and_two_threads(agents, mode):
         "--mode",
         str(mode),
     ]
+
+
+def digest(lines: list[str]) -> str:
+    return next(line.split(": ")[1] for line in lines if line.startswith("state digest: "))
+
+
+@pytest.mark.parametrize("agents", [1, 3])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_headless_digest_is_the_same_for_one_and_two_threads(agents, mode):
+    common = digest_run(96, agents, mode)
     one = run_headless(*common, "--threads", "1")
     two = run_headless(*common, "--threads", "2")
     assert digest(one) == digest(two)

@@ -24,6 +24,7 @@ import zlib
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
+from helpers import some_worlds
 
 import escape_room_env as er
 from escape_room_env.replay import (
@@ -83,12 +84,6 @@ def wild_actions(rng: np.random.Generator, shape) -> np.ndarray:
 
 def clamped(actions: np.ndarray) -> np.ndarray:
     return np.clip(actions, 0, ACTION_MAX).astype(np.int8)
-
-
-def some_worlds(rng: np.random.Generator, num_worlds: int) -> np.ndarray:
-    mask = rng.random(num_worlds) < 0.5
-    mask[rng.integers(num_worlds)] = True  # never empty (see the empty-mask test)
-    return mask
 
 
 @dataclasses.dataclass
