@@ -202,22 +202,20 @@ def train_run(num_worlds: int, args: argparse.Namespace) -> Callable[[int], floa
 def with_retries(
     measure: Callable[[], Any], what: str, args: argparse.Namespace
 ) -> tuple[Any, float | None, int]:
-    """``measure()`` again while other processes used more than ``--busy-cores`` (up to
-    ``--retries`` times); returns (the least disturbed result, its other_cpu_cores, attempts)."""
-    attempts = []
-    while True:
+    """``measure()`` after waiting for a quiet spell (``--wait-idle``), again while disturbed
+    (:func:`harness.least_disturbed`); returns (the result, its other_cpu_cores, attempts)."""
+
+    def attempt() -> tuple[Any, float | None]:
         if args.wait_idle > 0:
             harness.wait_for_idle(args.wait_idle, args.busy_cores)
         before = harness.cpu_snapshot()
         result = measure()
-        attempts.append((result, harness.other_cpu_cores(before, harness.cpu_snapshot())))
-        if (attempts[-1][1] or 0.0) <= args.busy_cores or len(attempts) > args.retries:
-            break
-        print(
-            f"note: other processes used {attempts[-1][1]} cores during {what}; measuring again", flush=True
-        )
-    result, other = min(attempts, key=lambda a: a[1] or 0.0)
-    return result, other, len(attempts)
+        return result, harness.other_cpu_cores(before, harness.cpu_snapshot())
+
+    (result, other), attempts = harness.least_disturbed(
+        attempt, lambda a: a[1], args.retries, args.busy_cores, what
+    )
+    return result, other, attempts
 
 
 def common_extra(args: argparse.Namespace) -> dict[str, Any]:

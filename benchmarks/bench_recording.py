@@ -174,23 +174,19 @@ def replay_verifies(path: Path, threads: int) -> bool:
 
 
 def bench(num_worlds: int, threads: int, args: argparse.Namespace, workdir: Path, out: TextIO | None):
-    attempts = []
-    for _ in range(1 + args.retries):
-        attempts.append(measure_config(num_worlds, threads, args, workdir))
-        if (attempts[-1]["other_cpu_cores"] or 0.0) <= args.busy_cores:
-            break
-        print(
-            f"note: other processes used {attempts[-1]['other_cpu_cores']} cores at {num_worlds} worlds, "
-            f"{threads} threads; measuring again",
-            flush=True,
-        )
-    best = min(attempts, key=lambda a: a["other_cpu_cores"] or 0.0)
+    best, attempts = harness.least_disturbed(
+        lambda: measure_config(num_worlds, threads, args, workdir),
+        lambda a: a["other_cpu_cores"],
+        args.retries,
+        args.busy_cores,
+        f"{num_worlds} worlds, {threads} threads",
+    )
     times, checks = best["times"], best["checks"]
     common = {
         "autoreset": "SAME_STEP",
         "other_cpu_cores": best["other_cpu_cores"],
         "loadavg_1min": round(os.getloadavg()[0], 2),
-        "attempts": len(attempts),
+        "attempts": attempts,
     }
     records = []
     for name in PEERS:

@@ -460,19 +460,15 @@ def compare(
     ``--busy-cores`` is measured again, up to ``--retries`` times; the least disturbed attempt is
     kept (``attempts`` says how many were made).
     """
-    attempts = []
-    for _ in range(1 + args.retries):
-        attempts.append(measure_config(bench, num_worlds, threads, mode, steps, args))
-        if (attempts[-1][1]["other_cpu_cores"] or 0.0) <= args.busy_cores:
-            break
-        print(
-            f"note: other processes used {attempts[-1][1]['other_cpu_cores']} cores during {bench} at "
-            f"{num_worlds} worlds, {threads} threads; measuring again",
-            flush=True,
-        )
-    records, extra = min(attempts, key=lambda a: a[1]["other_cpu_cores"] or 0.0)
+    (records, extra), attempts = harness.least_disturbed(
+        lambda: measure_config(bench, num_worlds, threads, mode, steps, args),
+        lambda a: a[1]["other_cpu_cores"],
+        args.retries,
+        args.busy_cores,
+        f"{bench} at {num_worlds} worlds, {threads} threads",
+    )
     for record in [*records, extra]:
-        record["attempts"] = len(attempts)
+        record["attempts"] = attempts
         harness.emit(record, out)
     if not extra["same_trajectory"]:
         print(f"warning: peers diverged at {num_worlds} worlds: the comparison is not like for like")

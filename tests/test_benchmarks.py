@@ -89,3 +89,16 @@ def test_harness_median_and_rates_follow_from_the_repeat_times() -> None:
 def test_harness_refuses_fewer_than_five_repeats() -> None:
     with pytest.raises(ValueError, match="repeats"):
         harness.time_repeats(lambda n: None, steps=1, repeats=4)
+
+
+@pytest.mark.parametrize(("retries", "want", "attempts"), [(5, 0.1, 3), (1, 0.5, 2), (0, 1.0, 1)])
+def test_least_disturbed_measures_again_while_disturbed_and_keeps_the_quietest(
+    retries, want, attempts, capsys
+):
+    others = iter([1.0, 0.5, 0.1, 0.0])
+    got = harness.least_disturbed(lambda: next(others), lambda r: r, retries, busy_cores=0.25, what="a test")
+    assert got == (want, attempts)
+    notes = capsys.readouterr().out.splitlines()
+    assert len(notes) == attempts if want > 0.25 else len(notes) == attempts - 1
+    assert all(line.startswith("note: other processes used") for line in notes)
+    assert notes[-1].endswith("during a test") == (want > 0.25)
