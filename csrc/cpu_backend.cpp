@@ -151,13 +151,7 @@ public:
 
     void set_actions(const void* actions, bool int64) override
     {
-        const size_t n = (size_t)state_.num_worlds * state_.num_agents * kActionDims;
-        if (int64) {
-            const int64_t* from = static_cast<const int64_t*>(actions);
-            for (size_t i = 0; i < n; ++i) state_.action_in[i] = (int32_t)from[i];
-        } else {
-            std::memcpy(state_.action_in, actions, n * sizeof(int32_t));
-        }
+        copy_action_values(actions, int64, 0, (size_t)state_.num_worlds * state_.num_agents * kActionDims);
     }
 
     void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
@@ -170,16 +164,22 @@ private:
         if (state_.render_width > 0) render_world(state_, w);
     }
 
-    void copy_actions(int32_t w)
+    // Values [first, first + n) of int32 or int64 action rows into the action tensor.
+    void copy_action_values(const void* actions, bool int64, size_t first, size_t n)
     {
-        const size_t n = (size_t)kActionDims * state_.num_agents, first = (size_t)w * n;
         int32_t* dst = state_.action_in + first;
-        if (req_.int64) {
-            const int64_t* src = static_cast<const int64_t*>(req_.actions) + first;
+        if (int64) {
+            const int64_t* src = static_cast<const int64_t*>(actions) + first;
             for (size_t i = 0; i < n; ++i) dst[i] = (int32_t)src[i];
         } else {
-            std::memcpy(dst, static_cast<const int32_t*>(req_.actions) + first, n * sizeof(int32_t));
+            std::memcpy(dst, static_cast<const int32_t*>(actions) + first, n * sizeof(int32_t));
         }
+    }
+
+    void copy_actions(int32_t w)
+    {
+        const size_t n = (size_t)kActionDims * state_.num_agents;
+        copy_action_values(req_.actions, req_.int64, (size_t)w * n, n);
     }
 
     void copy_observations(int32_t w)
