@@ -1,25 +1,21 @@
-"""The one timing harness shared by every script in ``benchmarks/`` (STYLE.md, SPEC §9).
+"""The one harness of ``benchmarks/`` (SPEC §9; what each script measures is in README.md).
 
-A benchmark hands :func:`measure` a callable ``run(n)`` that performs ``n`` steps. The harness
-runs it once untimed (warm-up), then ``repeats`` (>= 5) timed times, takes the median and emits
-one JSON line per configuration::
+A script adds its options to :func:`add_common_args`, opens a :class:`Suite`, times its peers
+with :meth:`Suite.measure` (warm-up, then the median of >= 5 repeats, one JSON line each) and
+ends with :meth:`Suite.finish` (the table, the headline and, with ``--save``, the results).
 
-    {"bench": ..., "impl": ..., "num_worlds": ..., "num_agents": ..., "threads": ...,
-     "steps": ..., "median_s": ..., "world_steps_per_s": ..., "agent_steps_per_s": ...,
-     "repeats": ..., <extra fields>}
-
-``run(n)`` may return the seconds it timed itself (to leave per-step work such as writing new
-actions out of the measurement); if it returns None the harness times the whole call.
-
->>> import time
->>> r = measure("demo", "sleep", lambda n: time.sleep(n * 1e-4), num_worlds=2, num_agents=1,
-...             threads=1, steps=10, echo=False)
->>> sorted(r) == sorted(RESULT_KEYS) and r["repeats"] == 5
-True
+>>> import argparse
+>>> args = add_common_args(argparse.ArgumentParser()).parse_args([])
+>>> suite = Suite(args, "demo", echo=False)
+>>> (r,) = suite.measure("demo", {"sleep": lambda n: 0.001 * n}, steps=10, num_worlds=4, threads=1)
+>>> r["median_s"], r["world_steps_per_s"], r["repeats"]
+(0.01, 4000.0, 5)
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime
 import importlib
 import importlib.util
@@ -27,201 +23,299 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional
 
-#: The fields every measurement line carries (extras come after them).
-RESULT_KEYS = (
-    "bench",
-    "impl",
-    "num_worlds",
-    "num_agents",
-    "threads",
-    "steps",
-    "median_s",
-    "world_steps_per_s",
-    "agent_steps_per_s",
-    "repeats",
-)
+import numpy as np
 
+REPO = Path(__file__).resolve().parent.parent
 MIN_REPEATS = 5
+#: The fields every measurement line carries, in this order (extras come after them).
+RESULT_KEYS = ("bench", "impl", "num_worlds", "num_agents", "threads", "steps", "median_s")
+RESULT_KEYS += ("world_steps_per_s", "agent_steps_per_s", "repeats")
 
-Run = Callable[[int], Optional[float]]
+Run = Callable[[int], Optional[float]]  # run(n) does n steps; it may return the seconds it timed
+Make = Callable[[int, contextlib.ExitStack], dict[str, Run]]  # round r's fresh peers
 
 
-def time_repeats(
-    run: Run, steps: int, repeats: int = MIN_REPEATS, warmup_steps: int | None = None
-) -> list[float]:
-    """Seconds taken by ``repeats`` calls of ``run(steps)``, after one untimed ``run(warmup_steps)``.
+def _repeats(text: str) -> int:
+    if int(text) < MIN_REPEATS:
+        raise argparse.ArgumentTypeError(f"must be >= {MIN_REPEATS} (SPEC §9)")
+    return int(text)
 
-    ``warmup_steps`` defaults to ``steps`` (one full untimed repeat).
+
+def add_common_args(
+    p: argparse.ArgumentParser, repeats: int = MIN_REPEATS, retries: int = 0, wait_idle: float = 0.0
+) -> argparse.ArgumentParser:
+    """The options every script has; ``--quick`` (a seconds-long smoke run) zeroes the retries."""
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    p.add_argument("--repeats", type=_repeats, default=repeats, help=f"timed repeats (default {repeats})")
+    p.add_argument("--steps", type=int, help="steps per repeat of every configuration (default: by size)")
+    p.add_argument("--out", type=Path, help="append the JSON lines to this file")
+    p.add_argument(
+        "--save", action="store_true", help="write <results-dir>/<date>-<machine>-<suite>.jsonl/.md"
+    )
+    p.add_argument("--results-dir", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--note", default="", help="a paragraph for the top of the saved .md")
+    p.add_argument("--retries", type=int, default=retries, help="re-measure a disturbed configuration")
+    p.add_argument("--busy-cores", type=float, default=0.25, help="other processes' load that disturbs")
+    p.add_argument("--wait-idle", type=float, default=wait_idle, help="seconds to wait for a quiet spell")
+    return p
+
+
+def steps_per_repeat(num_worlds: int, world_steps: int, lo: int, hi: int, override: int | None = None) -> int:
+    """Calls per repeat doing about ``world_steps`` world-steps, within [lo, hi]; ``override`` wins.
+
+    >>> steps_per_repeat(4096, 2**19, 8, 5000), steps_per_repeat(1, 2**19, 8, 5000), steps_per_repeat(1, 4, 8, 9, 3)
+    (128, 5000, 3)
     """
-    if repeats < MIN_REPEATS:
-        raise ValueError(f"repeats must be >= {MIN_REPEATS} (SPEC §9), got {repeats}")
-    run(steps if warmup_steps is None else warmup_steps)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        timed = run(steps)
-        times.append(timed if timed is not None else time.perf_counter() - t0)
-    return times
+    return override or min(max(world_steps // num_worlds, lo), hi)
 
 
-def time_rounds(
-    make_runs: Callable[[int], tuple[Mapping[str, Run], Callable[[], None]]],
-    steps: int,
-    repeats: int = MIN_REPEATS,
-    warmup_steps: int | None = None,
-) -> dict[str, list[float]]:
-    """:func:`time_repeats` for several peers at once, with fresh peers every repeat, so that
-    repeat r of two peers can be paired.
+def record(bench: str, impl: str, times: list[float], *, steps: int, num_worlds: int, threads: int, **extra):
+    """One configuration's JSON record from its repeat times (seconds for ``steps`` steps each,
+    kept as ``times_s`` in round order: records of one :meth:`Suite.measure` pair up by index)."""
+    median_s, num_agents = statistics.median(times), extra.pop("num_agents", 1)
+    rate = steps * num_worlds / median_s
+    values = (
+        bench,
+        impl,
+        num_worlds,
+        num_agents,
+        threads,
+        steps,
+        median_s,
+        rate,
+        rate * num_agents,
+        len(times),
+    )
+    return {**dict(zip(RESULT_KEYS, values)), **extra, "times_s": times}
 
-    ``make_runs(r)`` builds round r's peers and returns ``({name: run}, close)``. Each round
-    warms every peer up with an untimed ``run(warmup_steps)`` (default ``steps``), times one
-    ``run(steps)`` of each in an order rotated by r, then calls ``close()``. A slow drift (clock
-    frequency, other load) then hits all peers alike, and a peer's luck with memory placement
-    (cache conflicts of its buffers) is drawn again every round instead of biasing all of them.
 
-    >>> times = time_rounds(lambda r: ({"a": lambda n: 1.0 * n, "b": lambda n: 2.0 * n}, lambda: None), 3)
-    >>> times["a"], times["b"]
-    ([3.0, 3.0, 3.0, 3.0, 3.0], [6.0, 6.0, 6.0, 6.0, 6.0])
-    """
-    if repeats < MIN_REPEATS:
-        raise ValueError(f"repeats must be >= {MIN_REPEATS} (SPEC §9), got {repeats}")
-    times: dict[str, list[float]] = {}
+class Suite:
+    """One benchmark run: its machine description, its records and its result files."""
+
+    def __init__(self, args: argparse.Namespace, name: str, echo: bool = True, **machine: Any):
+        if args.quick:
+            args.retries, args.wait_idle = 0, 0.0
+        self.args, self.name, self.echo = args, name, echo
+        self.machine = {**machine_description(), **machine}
+        self.records: list[dict[str, Any]] = []
+        self.sinks = [args.out.open("a")] if args.out else []
+        self.jsonl = None
+        if args.save:
+            args.results_dir.mkdir(parents=True, exist_ok=True)
+            stem = f"{self.machine['date'][:10]}-{machine_short_name(self.machine)}-{name}"
+            self.jsonl = args.results_dir / f"{stem}.jsonl"
+            self.sinks.append(self.jsonl.open("w"))
+        self.emit(self.machine)
+
+    def emit(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Prints ``rec`` as a JSON line and writes it to the result files at once (a run cut
+        short keeps what it measured)."""
+        line = json.dumps(rec)
+        if self.echo:
+            print(line, flush=True)
+        for f in self.sinks:
+            f.write(line + "\n")
+            f.flush()
+        if rec is not self.machine:
+            self.records.append(rec)
+        return rec
+
+    def measure(
+        self,
+        bench: str,
+        peers: dict[str, Run] | Make,
+        *,
+        steps: int,
+        warmup: int | None = None,
+        repeats: int | None = None,
+        per_peer: dict[str, dict[str, Any]] | None = None,
+        **fields: Any,
+    ) -> list[dict[str, Any]]:
+        """Times ``run(steps)`` of every peer in ``repeats`` (>= 5) rounds and emits one record each.
+
+        ``peers`` is ``{impl: run}``, warmed up once by an untimed ``run(warmup)`` (default
+        ``steps``), or ``make(r, stack)``, which builds round r's fresh peers (entered into the
+        ExitStack, closed after the round) so that repeat r of two peers pairs up and a slow drift
+        or one instance's luck with memory placement hits all alike; each round warms its peers up
+        (default ``steps // 5``) and times them in an order rotated by r. A configuration during
+        which other processes kept more than ``--busy-cores`` cores busy is measured again
+        (``--retries``), each attempt after waiting up to ``--wait-idle`` s for a quiet spell; the
+        least disturbed is kept. ``fields`` (num_worlds, threads, extras) go into every record,
+        ``per_peer[impl]`` into one (its ``bench`` too).
+        """
+        args, fresh = self.args, callable(peers)
+        if warmup is None:  # fresh peers: a fifth (first touch of their buffers); else a whole repeat
+            warmup = max(2, steps // 5) if fresh else steps
+        attempts = []
+        while True:
+            if args.wait_idle > 0:
+                wait_for_idle(args.wait_idle, args.busy_cores)
+            before = cpu_snapshot()
+            times = _rounds(peers, steps, warmup, repeats or args.repeats)
+            attempts.append((other_cpu_cores(before, cpu_snapshot()), times))
+            other = attempts[-1][0] or 0.0
+            if other <= args.busy_cores or len(attempts) > args.retries:
+                break
+            where = f"{bench} at {fields.get('num_worlds')} worlds, {fields.get('threads')} threads"
+            print(f"note: other processes used {other} cores during {where}; measuring again", flush=True)
+        other, times = min(attempts, key=lambda a: a[0] or 0.0)
+        common = {**fields, "warmup_steps": warmup, "other_cpu_cores": other, "attempts": len(attempts)}
+        records = []
+        for name, t in times.items():
+            own = {**common, **(per_peer or {}).get(name, {})}
+            records.append(self.emit(record(own.pop("bench", bench), name, t, steps=steps, **own)))
+        return records
+
+    def finish(self, title: str, headline: str, *sections: str) -> None:
+        """Prints the table of every measurement and the headline; with ``--save`` writes the .md
+        (title, re-run command, machine, headline, ``sections``, table) beside the JSON lines."""
+        results = table([r for r in self.records if "median_s" in r])
+        if self.echo:
+            print(f"\n{results}\n\n{headline}", flush=True)
+        for f in self.sinks:
+            f.close()
+        if self.jsonl is None:
+            return
+        desc = self.machine
+        parts = [
+            f"# {title}, {desc['date'][:10]}, {machine_short_name(desc)}",
+            *([self.args.note] if self.args.note else []),
+            f"Re-run: `{rerun_command()}`. Raw JSON lines: `{self.jsonl.name}`.",
+            "## Machine\n\n" + "\n".join(f"- {k}: {v}" for k, v in desc.items() if k != "bench"),
+            f"## Headline\n\n```\n{headline}\n```",
+            *sections,
+            "## Results\n\nµs/call = median_s / steps; what each timer holds: `timed` in the JSON lines.\n\n"
+            + results,
+        ]
+        md = self.jsonl.with_suffix(".md")
+        md.write_text("\n\n".join(parts) + "\n")
+        print(f"\nsaved {self.jsonl} and {md}", flush=True)
+
+
+def _rounds(peers: dict[str, Run] | Make, steps: int, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each peer's ``run(steps)`` in each round (see :meth:`Suite.measure`)."""
+    fresh, times = callable(peers), {}
     for r in range(repeats):
-        runs, close = make_runs(r)
-        try:
+        with contextlib.ExitStack() as stack:
+            runs = peers(r, stack) if fresh else peers
             names = list(runs)
-            for name in names:
-                runs[name](steps if warmup_steps is None else warmup_steps)
+            for name in names if fresh or r == 0 else ():
+                runs[name](warmup)
             for k in range(len(names)):
                 name = names[(k + r) % len(names)]
                 t0 = time.perf_counter()
                 timed = runs[name](steps)
-                times.setdefault(name, []).append(timed if timed is not None else time.perf_counter() - t0)
-        finally:
-            close()
+                times.setdefault(name, []).append(time.perf_counter() - t0 if timed is None else timed)
+            del runs  # before the next round builds its peers
     return times
 
 
-def make_result(
-    bench: str,
-    impl: str,
-    *,
-    num_worlds: int,
-    num_agents: int,
-    threads: int,
-    steps: int,
-    times: list[float],
-    **extra: Any,
-) -> dict[str, Any]:
-    """One configuration's JSON record from its repeat times (seconds for ``steps`` steps each)."""
-    median_s = statistics.median(times)
-    world_steps_per_s = steps * num_worlds / median_s
+def rerun_command() -> str:
+    """This script's command line, without the options that only say where output goes."""
+    argv, kept = sys.argv[1:], []
+    while argv:
+        arg = argv.pop(0)
+        if arg in ("--out", "--results-dir", "--note"):
+            argv = argv[1:]
+        elif not arg.startswith(("--out=", "--results-dir=", "--note=")):
+            kept.append(arg)
+    return shlex.join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *kept])
+
+
+# -- statistics ---------------------------------------------------------------------------------
+
+
+def paired_diff_us(base: list[float], times: list[float], steps: int) -> tuple[float, float]:
+    """(median, standard error) over paired repeats of the per-call difference ``times - base``,
+    in µs; the standard error of a median is about 1.25 sigma / sqrt(R), sigma from the MAD.
+
+    >>> paired_diff_us([1.0, 1.0, 1.0, 1.0, 1.0], [1.5, 1.25, 1.5, 2.0, 1.5], steps=2)
+    (250000.0, 0.0)
+    """
+    diffs = [1e6 * (t - b) / steps for b, t in zip(base, times)]
+    med = statistics.median(diffs)
+    mad = statistics.median(abs(d - med) for d in diffs)
+    return med, 1.2533 * 1.4826 * mad / len(diffs) ** 0.5
+
+
+def fit_line(x: list[float], y: list[float], u: list[float]) -> dict[str, Any]:
+    """y = a + b·x by least squares weighted by 1/u², with standard errors (scaled by
+    chi²/dof when it exceeds 1), the residuals and the unweighted fit beside it.
+
+    >>> f = fit_line([1, 2, 4], [3.0, 5.0, 9.0], [1, 1, 1])
+    >>> round(f["a"], 6), round(f["b"], 6), round(f["a_unweighted"], 6)
+    (1.0, 2.0, 1.0)
+    """
+    x, y, w = np.asarray(x, float), np.asarray(y, float), 1 / np.asarray(u, float)
+    design = np.stack([np.ones_like(x), x], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design * w[:, None], y * w, rcond=None)
+    residual = y - (a + b * x)
+    chi2 = float(np.sum((residual * w) ** 2) / max(len(x) - 2, 1))
+    cov = np.linalg.pinv(design.T @ (design * (w**2)[:, None])) * max(chi2, 1.0)
+    (a_ols, b_ols), *_ = np.linalg.lstsq(design, y, rcond=None)
     return {
-        "bench": bench,
-        "impl": impl,
-        "num_worlds": num_worlds,
-        "num_agents": num_agents,
-        "threads": threads,
-        "steps": steps,
-        "median_s": median_s,
-        "world_steps_per_s": world_steps_per_s,
-        "agent_steps_per_s": world_steps_per_s * num_agents,
-        "repeats": len(times),
-        **extra,
+        "a": float(a),
+        "b": float(b),
+        "a_se": float(np.sqrt(cov[0, 0])),
+        "b_se": float(np.sqrt(cov[1, 1])),
+        "chi2_per_dof": chi2,
+        "residual": residual.tolist(),
+        "a_unweighted": float(a_ols),
+        "b_unweighted": float(b_ols),
     }
 
 
-def emit(record: dict[str, Any], out: TextIO | None = None, echo: bool = True) -> None:
-    """Prints ``record`` as one JSON line (if ``echo``) and appends it to ``out`` (if given)."""
-    line = json.dumps(record)
-    if echo:
-        print(line, flush=True)
-    if out is not None:
-        out.write(line + "\n")
-        out.flush()
+def per_call_fit(records: list[dict[str, Any]], bench: str) -> dict[str, Any]:
+    """t_call = a + b·num_worlds over ``records`` (µs), weighted by 1/t (relative residuals: an
+    unweighted fit lets the largest point decide the intercept); bench_core and bench_peers."""
+    n = [r["num_worlds"] for r in records]
+    t = [1e6 * r["median_s"] / r["steps"] for r in records]
+    fit = fit_line(n, t, t)
+    return {
+        "bench": bench,
+        "impl": records[0]["impl"],
+        "threads": records[0]["threads"],
+        "num_worlds": n,
+        "us_per_call": [round(v, 4) for v in t],
+        "a_us_per_call": fit["a"],
+        "b_us_per_world_step": fit["b"],
+        "max_rel_residual": max(abs(r / v) for r, v in zip(fit["residual"], t)),
+        "a_us_per_call_unweighted": fit["a_unweighted"],
+        "b_us_per_world_step_unweighted": fit["b_unweighted"],
+    }
 
 
-def measure(
-    bench: str,
-    impl: str,
-    run: Run,
-    *,
-    num_worlds: int,
-    num_agents: int,
-    threads: int,
-    steps: int,
-    repeats: int = MIN_REPEATS,
-    warmup_steps: int | None = None,
-    out: TextIO | None = None,
-    echo: bool = True,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Times ``run`` (warm-up, median of ``repeats``), emits and returns its JSON record."""
-    times = time_repeats(run, steps, repeats, warmup_steps)
-    record = make_result(
-        bench,
-        impl,
-        num_worlds=num_worlds,
-        num_agents=num_agents,
-        threads=threads,
-        steps=steps,
-        times=times,
-        **extra,
-    )
-    emit(record, out, echo)
-    return record
-
-
-# -- other load on the machine --------------------------------------------------------------
+# -- other load on the machine ------------------------------------------------------------------
 
 
 def cpu_snapshot() -> tuple[float, float, float] | None:
-    """(wall seconds, busy CPU-seconds of the whole machine, CPU-seconds of this process), from
-    ``/proc/stat`` and ``os.times()``; None where ``/proc/stat`` is missing (not Linux)."""
+    """(wall s, busy CPU-s of the machine, CPU-s of this process); None without ``/proc/stat``."""
     try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     except OSError:
         return None
-    # user nice system idle iowait irq softirq steal [guest guest_nice]: busy = all but idle, iowait
-    # (guest time is already inside user).
-    ticks = [int(x) for x in fields[:8]]
-    busy = sum(ticks) - ticks[3] - ticks[4]
     own = os.times()
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait (guest time is inside user)
     return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
 
 
-def other_cpu_cores(
-    before: tuple[float, float, float] | None, after: tuple[float, float, float] | None
-) -> float | None:
-    """Cores kept busy by other processes between two :func:`cpu_snapshot` s (0 = idle machine).
-
-    Our own threads (the simulator's workers included) are not counted; the value has the
-    resolution of the kernel's tick (10 ms of CPU time over the interval).
-    """
+def other_cpu_cores(before, after) -> float | None:
+    """Cores other processes kept busy between two :func:`cpu_snapshot` s (ours not counted)."""
     if before is None or after is None or after[0] <= before[0]:
         return None
-    busy, own = after[1] - before[1], after[2] - before[2]
-    return round(max(0.0, busy - own) / (after[0] - before[0]), 3)
+    return round(max(0.0, (after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0]), 3)
 
 
 def wait_for_idle(max_wait_s: float, busy_cores: float, window_s: float = 1.0) -> float | None:
-    """Waits until other processes keep at most ``busy_cores`` cores busy over a ``window_s``
-    window, or ``max_wait_s`` has passed; returns the last window's :func:`other_cpu_cores`
-    (None without ``/proc/stat``). On a shared machine this starts a configuration in a quiet
-    spell instead of spending its retries inside someone else's job.
-
-    >>> other = wait_for_idle(0.0, 0.25, window_s=0.01)
-    >>> other is None or other >= 0.0
-    True
-    """
+    """Waits until other processes use at most ``busy_cores`` over a window, or ``max_wait_s``."""
     deadline = time.perf_counter() + max_wait_s
     while True:
         before = cpu_snapshot()
@@ -231,275 +325,181 @@ def wait_for_idle(max_wait_s: float, busy_cores: float, window_s: float = 1.0) -
             return other
 
 
-def least_disturbed(
-    measure: Callable[[], Any],
-    disturbance: Callable[[Any], float | None],
-    retries: int,
-    busy_cores: float,
-    what: str,
-) -> tuple[Any, int]:
-    """Runs ``measure()``, and again (up to ``retries`` more times) while other processes kept
-    more than ``busy_cores`` cores busy during it (``disturbance(result)``, an
-    :func:`other_cpu_cores`); returns (the least disturbed result, the attempts made).
+# -- peers and tools shared by several scripts --------------------------------------------------
 
-    >>> least_disturbed(lambda: 0.5, lambda r: r, retries=0, busy_cores=0.25, what="a doctest")
-    note: other processes used 0.5 cores during a doctest
-    (0.5, 1)
-    """
-    attempts = []
-    while True:
-        attempts.append(measure())
-        other = disturbance(attempts[-1])
-        if (other or 0.0) <= busy_cores:
-            break
-        again = len(attempts) <= retries
-        print(
-            f"note: other processes used {other} cores during {what}"
-            + ("; measuring again" if again else ""),
-            flush=True,
+
+def loop_run(step: Callable[[Any], Any], pool: list) -> Run:
+    """``run(n)``: a bare Python loop of n ``step(actions)``, actions cycled from ``pool``."""
+
+    size = len(pool)
+
+    def run(n: int) -> None:
+        for i in range(n):
+            step(pool[i % size])
+
+    return run
+
+
+def import_envpool() -> Any:
+    """envpool, or None with a note (its peers are then skipped)."""
+    try:
+        import envpool
+    except ImportError as e:
+        print(f"note: envpool is not importable ({e}); its peers are skipped (pip install envpool)")
+        return None
+    return envpool
+
+
+def cartpole(envpool: Any, num_envs: int, batch_size: int, threads: int, stack: contextlib.ExitStack) -> Run:
+    """EnvPool CartPole-v1 as a peer: ``env.step(actions)`` when batch_size == num_envs (sync),
+    else ``recv``/``send`` (async); actions are 8 random 0/1 arrays drawn before timing."""
+    import warnings
+
+    pool = list(np.random.default_rng(0).integers(0, 2, size=(8, batch_size), dtype=np.int32))
+    with warnings.catch_warnings():  # gymnasium's Box float64 -> float32 notice
+        warnings.simplefilter("ignore")
+        env = envpool.make_gymnasium(
+            "CartPole-v1", num_envs=num_envs, batch_size=batch_size, num_threads=threads
         )
-        if not again:
-            break
-    return min(attempts, key=lambda a: disturbance(a) or 0.0), len(attempts)
+        env.observation_space  # noqa: B018 (built, and warned about, on first use: here)
+    stack.callback(env.close)
+    if batch_size == num_envs:
+        env.reset()
+        return loop_run(env.step, pool)
+    env.async_reset()
+
+    def run(n: int) -> None:
+        for i in range(n):
+            env.send(pool[i % len(pool)], env.recv()[-1]["env_id"])
+
+    return run
 
 
-# -- reporting -------------------------------------------------------------------------------
+def find_headless() -> Path | None:
+    """The C++ ``headless`` tool installed with the loaded ``_core`` (it runs the same code as the
+    Python numbers), else the newest Release build in ``build/*/``."""
+    core = importlib.util.find_spec("escape_room_env._core")
+    installed = Path(core.origin).parent / "bin" / "headless" if core and core.origin else None
+    if installed is not None and installed.is_file():
+        return installed
+    builds = [
+        p
+        for p in REPO.glob("build/*/headless")
+        if "CMAKE_BUILD_TYPE:STRING=Release\n" in _read(p.parent / "CMakeCache.txt")
+    ]
+    return max(builds, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def _si(x: float) -> str:
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def run_headless(path: Path, *flags: Any) -> list[float]:
+    """Seconds of each repeat the tool reports (its JSON lines); raises with its stderr on failure."""
+    cmd = [str(path), *map(str, flags)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr.strip() or proc.stdout.strip())[-300:])
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [line["seconds"] for line in lines if line.get("bench") == "headless"]
+
+
+# -- reporting ----------------------------------------------------------------------------------
+
+
+def si(x: float | None) -> str:
     """3 significant digits with a k/M/G suffix: 1234567 -> '1.23M'."""
+    if x is None:
+        return "n/a"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
             return f"{x / div:.3g}{suffix}"
     return f"{x:.3g}"
 
 
-def format_table(records: Iterable[dict[str, Any]]) -> str:
-    """A fixed-width table (markdown-compatible) of the measurement records among ``records``."""
-    header = (
-        "bench",
-        "impl",
-        "worlds",
-        "agents",
-        "threads",
-        "steps",
-        "median ms",
-        "world-steps/s",
-        "µs/call",
-    )
-    rows = [header]
-    for r in records:
-        if "median_s" not in r:
-            continue
-        us_per_call = 1e6 * r["median_s"] / r["steps"]
-        rows.append(
-            (
-                r["bench"],
-                r["impl"],
-                str(r["num_worlds"]),
-                str(r["num_agents"]),
-                str(r["threads"]),
-                str(r["steps"]),
-                f"{1e3 * r['median_s']:.2f}",
-                _si(r["world_steps_per_s"]),
-                f"{us_per_call:.2f}",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+COLUMNS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "bench": lambda r: r["bench"],
+    "impl": lambda r: r["impl"],
+    "worlds": lambda r: r["num_worlds"],
+    "agents": lambda r: r["num_agents"],
+    "threads": lambda r: r["threads"],
+    "steps": lambda r: r["steps"],
+    "median ms": lambda r: f"{1e3 * r['median_s']:.2f}",
+    "world-steps/s": lambda r: si(r["world_steps_per_s"]),
+    "µs/call": lambda r: f"{1e6 * r['median_s'] / r['steps']:.2f}",
+}
+
+
+def table(rows: list[dict[str, Any]], columns: dict[str, Callable[[dict[str, Any]], Any]] = COLUMNS) -> str:
+    """A markdown table of ``rows``, one column per ``{header: cell function}``."""
+    cells = [list(columns)] + [[str(f(r)) for f in columns.values()] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
 
-def print_table(records: Iterable[dict[str, Any]]) -> None:
-    """Prints :func:`format_table` of ``records``."""
-    print(format_table(records), flush=True)
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else "PASS" if ok else "FAIL"
 
 
-# -- machine description ---------------------------------------------------------------------
+# -- machine description ------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown"
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else "unknown"
+def machine_description() -> dict[str, Any]:
+    """CPU, usable cores, memory, load (something else on the cores skews timings), library
+    versions, when the native module was built, the commit and the date."""
+    cpu = re.search(r"^model name\s*:\s*(.+)$", _read(Path("/proc/cpuinfo")), re.MULTILINE)
+    core = importlib.util.find_spec("escape_room_env._core")
+    built = (
+        datetime.datetime.fromtimestamp(Path(core.origin).stat().st_mtime) if core and core.origin else None
+    )
+    return {
+        "bench": "machine",
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu_model": cpu.group(1).strip() if cpu else platform.processor() or "unknown",
+        "cores": usable_cores(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "loadavg_1min": round(os.getloadavg()[0], 2),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **{m: _version(m) for m in ("numpy", "torch", "envpool", "escape_room_env")},
+        "escape_room_env_core_built": built and built.astimezone().isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+    }
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _version(module: str) -> str | None:
     try:
         return getattr(importlib.import_module(module), "__version__", "unknown")
-    except Exception:  # noqa: BLE001 (not installed, or broken: the description still gets written)
+    except Exception:  # noqa: BLE001 (missing or broken: the description is written all the same)
         return None
-
-
-def machine_description() -> dict[str, Any]:
-    """CPU model, usable cores, load, library versions and the date, as one JSON-able dict.
-
-    The 1-minute load average shows whether something else competed for the cores.
-    """
-    return {
-        "bench": "machine",
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_model": _cpu_model(),
-        "cores": _cores(),
-        "memory_gb": _memory_gb(),
-        "loadavg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": _version("numpy"),
-        "torch": _version("torch"),
-        "envpool": _version("envpool"),
-        "escape_room_env": _version("escape_room_env"),
-        "escape_room_env_core_built": _core_built(),
-        "git_commit": _git_commit(),
-    }
-
-
-def _core_built() -> str | None:
-    """When the loaded native module was built (its file's mtime): tells re-runs apart."""
-    spec = importlib.util.find_spec("escape_room_env._core")
-    if spec is None or not spec.origin:
-        return None
-    mtime = datetime.datetime.fromtimestamp(Path(spec.origin).stat().st_mtime).astimezone()
-    return mtime.isoformat(timespec="seconds")
 
 
 def _git_commit() -> str | None:
     """``HEAD``'s short hash, with ``-dirty`` when tracked files have uncommitted changes."""
-    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True
+        ).stdout
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").strip()
+        return git("rev-parse", "--short", "HEAD").strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
-    return head + ("-dirty" if dirty else "")
 
 
-def _memory_gb() -> float | None:
-    try:
-        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def machine_short_name(desc: dict[str, Any] | None = None) -> str:
+def machine_short_name(desc: dict[str, Any]) -> str:
     """A file-name-safe machine name, e.g. ``amd-epyc-2c`` (CPU model words + core count)."""
-    desc = desc or machine_description()
     model = re.sub(r"\(.*?\)|@.*|\bprocessor\b|\bcpu\b|\d+-core", " ", desc["cpu_model"], flags=re.IGNORECASE)
-    words = re.findall(r"[a-z0-9]+", model.lower())[:3] or ["cpu"]
-    return "-".join(words) + f"-{desc['cores']}c"
+    return "-".join(re.findall(r"[a-z0-9]+", model.lower())[:3] or ["cpu"]) + f"-{desc['cores']}c"
 
 
-def result_paths(suite: str, results_dir: Path, desc: dict[str, Any] | None = None) -> tuple[Path, Path]:
-    """``(<dir>/<date>-<machine>-<suite>.jsonl, the same .md)``."""
-    desc = desc or machine_description()
-    stem = f"{desc['date'][:10]}-{machine_short_name(desc)}-{suite}"
-    return results_dir / f"{stem}.jsonl", results_dir / f"{stem}.md"
-
-
-def steps_per_repeat(num_worlds: int, world_steps: int, lo: int, hi: int, override: int | None = None) -> int:
-    """Calls per timed repeat so that one repeat does about ``world_steps`` world-steps, kept
-    within [lo, hi]; ``override`` (a script's ``--steps``) wins when given.
-
-    >>> steps_per_repeat(4096, 2**19, 8, 5000), steps_per_repeat(1, 2**19, 8, 5000), steps_per_repeat(1, 4, 8, 9, 3)
-    (128, 5000, 3)
-    """
-    if override:
-        return override
-    return min(max(world_steps // num_worlds, lo), hi)
-
-
-ACTION_POOL = 8  # distinct action arrays cycled through, drawn before timing
-
-
-def action_pool(num_envs: int, seed: int = 0) -> list:
-    """ACTION_POOL int64 (num_envs, 3) arrays, each component uniform over its choices."""
-    from escape_room_env.bench import action_pool as draw
-
-    return draw(num_envs, ACTION_POOL, seed)
-
-
-def sim_run(sim, pool: list, read_obs: bool = False) -> Callable[[int], float]:
-    """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions in;
-    with ``read_obs``, the observations are copied out after each call (untimed). The package's
-    own loop (``escape_room_env.bench.sim_step_loop``, which ``escape-room bench`` times too)."""
-    from escape_room_env.bench import sim_step_loop
-
-    return sim_step_loop(sim, pool, read_obs)
-
-
-class Tee:
-    """Writes to several files at once (``--out`` and ``--save`` together)."""
-
-    def __init__(self, files: list[TextIO]):
-        self.files = files
-
-    def write(self, text: str) -> None:
-        for f in self.files:
-            f.write(text)
-
-    def flush(self) -> None:
-        for f in self.files:
-            f.flush()
-
-    def close(self) -> None:
-        for f in self.files:
-            f.close()
-
-
-def open_outputs(
-    suite: str, out_path: Path | None, save: bool, results_dir: Path, desc: dict[str, Any]
-) -> tuple[Tee | None, Path | None, Path | None]:
-    """The JSON-lines sinks of a benchmark run: ``--out`` (appended) and, with ``--save``, the
-    results file of ``suite``; each starts with the machine description, also printed.
-    Returns (sink or None, .jsonl path, .md path) — the paths are None without ``--save``."""
-    files: list[TextIO] = []
-    jsonl_path = md_path = None
-    if out_path:
-        files.append(out_path.open("a"))
-    if save:
-        results_dir.mkdir(parents=True, exist_ok=True)
-        jsonl_path, md_path = result_paths(suite, results_dir, desc)
-        files.append(jsonl_path.open("w"))
-    out = Tee(files) if files else None
-    if out is not None:
-        write_machine(out, desc)
-    print(json.dumps(desc), flush=True)
-    return out, jsonl_path, md_path
-
-
-def write_machine(out: TextIO, desc: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Writes the machine description as the first JSON line of a result file; returns it."""
-    desc = desc or machine_description()
-    emit(desc, out, echo=False)
-    return desc
-
-
-def format_machine(desc: dict[str, Any]) -> str:
-    """The machine description as a markdown bullet list, for result summaries."""
-    return "\n".join(f"- {k}: {v}" for k, v in desc.items() if k != "bench")
-
-
-if __name__ == "__main__":  # python benchmarks/harness.py: print this machine's description
-    json.dump(machine_description(), sys.stdout, indent=2)
-    print()
+if __name__ == "__main__":  # python benchmarks/harness.py: this machine's description
+    print(json.dumps(machine_description(), indent=2))

@@ -54,15 +54,11 @@ def action_pool(num_envs: int, count: int = POOL, seed: int = 0) -> list[np.ndar
     return list(rng.integers(0, np.array(er.action.NUM_CHOICES), size=(count, num_envs, 3), dtype=np.int64))
 
 
-def sim_step_loop(
-    sim: er.SimManager, pool: Sequence[np.ndarray], read_obs: bool = False
-) -> Callable[[int], float]:
+def sim_step_loop(sim: er.SimManager, pool: Sequence[np.ndarray]) -> Callable[[int], float]:
     """``run(n)``: n ``sim.step()`` calls, each timed alone after copying call i's actions from
-    ``pool`` into ``action_tensor()`` (untimed); returns the seconds inside the steps. With
-    ``read_obs`` the observations are copied out after each call (untimed), as a policy would read
-    them. The loop every benchmark of ``SimManager.step`` uses (``benchmarks/harness.sim_run``)."""
+    ``pool`` into ``action_tensor()`` (untimed); returns the seconds inside the steps. The loop
+    every benchmark of ``SimManager.step`` in ``benchmarks/`` uses too."""
     actions = sim.action_tensor().to_numpy().reshape(sim.num_worlds * sim.num_agents, 3)
-    obs = sim.observation_tensor().to_numpy()
     step, copyto, clock = sim.step, np.copyto, time.perf_counter
 
     def run(n: int) -> float:
@@ -72,8 +68,6 @@ def sim_step_loop(
             t0 = clock()
             step()
             secs += clock() - t0
-            if read_obs:
-                obs.copy()
         return secs
 
     return run
