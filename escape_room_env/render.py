@@ -18,12 +18,22 @@ True
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from escape_room_env.levels import CompiledLevel
 
-__all__ = ["COLOURS", "Scene", "level_picture", "picture", "replay_frames", "save_png", "write_video"]
+__all__ = [
+    "COLOURS",
+    "MAX_PICTURE_SIDE",
+    "Scene",
+    "level_picture",
+    "picture",
+    "replay_frames",
+    "save_png",
+    "write_video",
+]
 
 # RGB of each entity class.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -125,37 +135,77 @@ def _pressed(buttons: np.ndarray, agents: np.ndarray, cubes: np.ndarray) -> np.n
     return np.asarray(by_agent | by_cube, dtype=bool)
 
 
+#: The longest side of a top-down picture in pixels. A scene that would be longer at the
+#: requested ``pixels_per_metre`` is drawn at the scale that makes its longest side this long,
+#: so every legal level (up to 256 x 256 cells of 1000 m) renders in bounded memory: the image,
+#: at most 4096 x 4096 x 3 bytes (48 MiB), plus temporaries of one row or column of pixels and
+#: of an agent's or marker's footprint (the shapes are drawn into slices of the image).
+MAX_PICTURE_SIDE = 4096
+
+
+def _span(inside: np.ndarray) -> slice:
+    """The slice from the first to the last True of a 1-D mask (empty if none)."""
+    hits = np.flatnonzero(inside)
+    return slice(int(hits[0]), int(hits[-1]) + 1) if len(hits) else slice(0, 0)
+
+
 class _Canvas:
-    """An RGB image over a world rectangle, y up, ``pixels_per_metre`` pixels per metre."""
+    """An RGB image over a world rectangle, y up, ``pixels_per_metre`` pixels per metre (fewer
+    where the longest side would exceed :data:`MAX_PICTURE_SIDE` pixels)."""
 
     def __init__(self, bounds: tuple[float, float, float, float], pixels_per_metre: float):
         min_x, min_y, max_x, max_y = bounds
+        if not all(np.isfinite(bounds)) or max_x < min_x or max_y < min_y:
+            raise ValueError(f"a picture needs a finite rectangle, got bounds {bounds}")
         scale = float(pixels_per_metre)
-        width, height = max(1, round((max_x - min_x) * scale)), max(1, round((max_y - min_y) * scale))
+        longest = max(max_x - min_x, max_y - min_y)
+        if longest * scale > MAX_PICTURE_SIDE:
+            scale = MAX_PICTURE_SIDE / longest
+        width = min(MAX_PICTURE_SIDE, max(1, round((max_x - min_x) * scale)))
+        height = min(MAX_PICTURE_SIDE, max(1, round((max_y - min_y) * scale)))
         self.image = np.empty((height, width, 3), dtype=np.uint8)
         # World coordinates of the pixel centres (row 0 is the top, the largest y).
         self.xs = min_x + (np.arange(width) + 0.5) / scale
         self.ys = min_y + (height - 1 - np.arange(height) + 0.5) / scale
 
     def box(self, box, colour: tuple[int, int, int]) -> None:
+        # The pixel centres are monotonic, so the pixels inside a box are one block.
         min_x, min_y, max_x, max_y = box
-        cols = (self.xs >= min_x) & (self.xs <= max_x)
-        rows = (self.ys >= min_y) & (self.ys <= max_y)
-        self.image[np.ix_(rows, cols)] = colour
+        cols = _span((self.xs >= min_x) & (self.xs <= max_x))
+        rows = _span((self.ys >= min_y) & (self.ys <= max_y))
+        self.image[rows, cols] = colour
 
     def square(self, centre, half: float, colour: tuple[int, int, int]) -> None:
         x, y = centre
         self.box((x - half, y - half, x + half, y + half), colour)
 
     def disc(self, centre, radius: float, colour: tuple[int, int, int]) -> None:
+        # A pixel in the disc passes the test on each of its coordinates alone, so the test over
+        # that block (the same arithmetic) finds every one of them without an image-sized mask.
         x, y = centre
-        inside = (self.xs[None, :] - x) ** 2 + (self.ys[:, None] - y) ** 2 <= radius * radius
-        self.image[inside] = colour
+        r2 = radius * radius
+        cols = _span((self.xs - x) ** 2 <= r2)
+        rows = _span((self.ys - y) ** 2 <= r2)
+        inside = (self.xs[None, cols] - x) ** 2 + (self.ys[rows, None] - y) ** 2 <= r2
+        self.image[rows, cols][inside] = colour
 
 
 def picture(scene: Scene, *, pixels_per_metre: float = 8.0) -> np.ndarray:
-    """The top-down RGB image (H, W, 3) uint8 of ``scene``; row 0 is the largest y."""
-    canvas = _Canvas(scene.bounds(), pixels_per_metre)
+    """The top-down RGB image (H, W, 3) uint8 of ``scene``; row 0 is the largest y.
+
+    The scale is ``pixels_per_metre``, lowered where needed so that neither side is longer than
+    :data:`MAX_PICTURE_SIDE` pixels: a picture of any legal level stays under 48 MiB.
+
+    >>> from escape_room_env.levels import compile_level
+    >>> rows = ["S" + "." * 255] + ["." * 256] * 254 + ["." * 255 + "E"]  # 256 x 256 cells
+    >>> huge = compile_level({"ascii": rows, "cell_size": 1000})  # of 1 km: 8 px/m asks 2 Mpx
+    >>> picture(Scene.from_level(huge)).shape
+    (4096, 4096, 3)
+    """
+    scale = float(pixels_per_metre)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"pixels_per_metre must be a positive finite number, got {pixels_per_metre!r}")
+    canvas = _Canvas(scene.bounds(), scale)
     canvas.image[:] = COLOURS["floor"]
     for box in scene.exits:
         canvas.box(box, COLOURS["exit"])

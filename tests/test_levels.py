@@ -696,8 +696,8 @@ def test_custom_level_round_trips_through_a_replay(tmp_path):
     meta = read_replay_metadata(path)
     assert meta.levels == (parse_level(HAND),)
     assert meta.config["levels"] == [
-        {"name": "hand", "ascii": HAND["ascii"], "momentary": [3], "cell_size": 2.5},
-    ]
+        {"name": "hand", "ascii": list(HAND_ROWS), "momentary": [3], "cell_size": 2.5},
+    ]  # the rows as a list: kept exactly on the way back, with no dedent or blank-row rule
     with er.SimManager.from_replay(path) as replay:
         assert replay.levels == (Level(HAND["ascii"], (3,), 2.5, "hand"),)
         while not replay.replay_step():
@@ -798,7 +798,8 @@ def patched_config(data: bytes, config: bytes) -> bytes:
     size = int.from_bytes(data[48:56], "little")
     head = bytearray(data[:96])
     struct.pack_into("<Q", head, 48, len(config))
-    struct.pack_into("<I", head, 76, zlib.crc32(bytes(head[:76])))
+    struct.pack_into("<I", head, 76, zlib.crc32(config))  # the config block's CRC (format 2)
+    struct.pack_into("<I", head, 80, zlib.crc32(bytes(head[:80])))  # the header's
     return bytes(head) + config + data[96 + size :]
 
 

@@ -4,6 +4,7 @@ a lazy sequence for the vector env) and gymnasium's ``RecordVideo`` wrappers on 
 
 from __future__ import annotations
 
+import tracemalloc
 import warnings
 from collections.abc import Sequence
 
@@ -16,7 +17,7 @@ from gymnasium.vector import AutoresetMode
 
 import escape_room_env as er
 from escape_room_env.action import move_amount, move_angle, rotate
-from escape_room_env.render import COLOURS, Scene, picture
+from escape_room_env.render import COLOURS, MAX_PICTURE_SIDE, Scene, picture
 
 FAST_FORWARD = (move_amount.FAST, move_angle.FORWARD, rotate.NONE)
 STOP = (move_amount.STOP, move_angle.FORWARD, rotate.NONE)
@@ -325,6 +326,30 @@ def test_single_env_frame_shows_the_door_open():
     for _ in range(3):
         env.step(np.array(FAST_FORWARD))
     assert at(env.render(), *DOOR_CENTRE) == COLOURS["open_door"]
+
+
+# 256 x 256 cells of 1 km, the largest legal level: 8 pixels a metre would be 2 064 000 a side.
+HUGE_LEVEL = {"ascii": ["S" + "." * 254 + "E"] + ["." * 256] * 254 + ["S" * 4 + "." * 252], "cell_size": 1000}
+
+
+def test_render_of_the_largest_legal_level_is_capped_in_bounded_memory():
+    env = er.EscapeRoomEnv(levels=HUGE_LEVEL, seed=0, render_mode="rgb_array")
+    envs = er.EscapeRoomVectorEnv(2, num_agents=2, levels=HUGE_LEVEL, seed=0, render_mode="rgb_array")
+    try:
+        env.reset(seed=0)
+        envs.reset(seed=0)
+        for draw in (env.render, lambda: envs.render()[1]):
+            tracemalloc.start()
+            try:
+                frame = draw()
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert frame.shape == (MAX_PICTURE_SIDE, MAX_PICTURE_SIDE, 3) == (4096, 4096, 3)
+            assert peak <= frame.nbytes + 2**20  # the image and small temporaries (render.py)
+    finally:
+        env.close()
+        envs.close()
 
 
 # -- gymnasium's RecordVideo -------------------------------------------------------------------

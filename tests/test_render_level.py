@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
 from helpers import OUTSIDE_SOURCE
 
 from escape_room_env.levels import compile_level
-from escape_room_env.render import COLOURS, Scene, level_picture, picture
+from escape_room_env.render import COLOURS, MAX_PICTURE_SIDE, Scene, level_picture, picture
 
 iio = pytest.importorskip("imageio.v3")
 
@@ -146,3 +147,84 @@ def test_bench_cli_prints_json_rows_and_the_overhead_fit():
     assert all(r["world_steps_per_s"] > 0 and r["us_per_step"] > 0 for r in steps)
     fit = rows[-1]
     assert fit["impl"] == "fit" and fit["fit_worlds"] == [1, 4, 16, 64] and fit["b_us"] > 0
+
+
+# -- memory: every legal level renders in bounded memory (issue 14, item 13) -----------------
+
+
+def largest_legal_level(cell_size: float = 1000.0) -> dict:
+    """256 x 256 cells (the compiler's limit) of the largest cell size, with the most of every
+    entity (SPEC §2.1): 60 wall boxes with the outer 4, 8 doors in 8 door rows, 16 buttons, 16
+    cubes, 4 spawns and 16 exit boxes."""
+    grid = np.full((256, 256), ".")
+    grid[0, 100:132:2] = "E"
+    grid[3, 150:230:2] = "#"
+    for k in range(8):  # door rows from the top: doors 8 to 1, two buttons under each
+        r = 28 * (k + 1)
+        grid[r, :] = "#"
+        grid[r, 10 + 20 * k : 13 + 20 * k] = str(8 - k)
+        grid[r + 3, 5 + 20 * k] = grid[r + 6, 9 + 20 * k] = "abcdefgh"[7 - k]
+    for i in range(16):
+        grid[240 + 3 * (i // 8), 30 + 4 * (i % 8)] = "C"
+    grid[254, 100:104] = "S"
+    return {"ascii": ["".join(row) for row in grid], "cell_size": cell_size, "momentary": [2, 5]}
+
+
+def traced_peak(draw):
+    """``draw()`` and the most memory numpy and Python held at once while it ran, in bytes."""
+    tracemalloc.start()
+    try:
+        result = draw()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+#: What a picture may hold at once beyond the image: a row and a column of pixel coordinates
+#: and a shape's footprint (measured: under 0.2 MiB for the largest legal level).
+TEMPORARIES = 2**20
+
+
+def test_largest_legal_level_renders_at_most_max_picture_side_in_bounded_memory():
+    level = compile_level(largest_legal_level(), num_agents=4)
+    assert (level.rows, level.cols, len(level.walls), len(level.doors)) == (256, 256, 60, 8)
+    assert (len(level.buttons), len(level.cubes), len(level.spawns), len(level.exits)) == (16, 16, 4, 16)
+    # At the default 8 pixels a metre the 258 km square would be 2 064 000 pixels a side (12 TB).
+    image, peak = traced_peak(lambda: level_picture(level))
+    assert image.shape == (MAX_PICTURE_SIDE, MAX_PICTURE_SIDE, 3) == (4096, 4096, 3)
+    assert peak <= image.nbytes + TEMPORARIES
+    assert tuple(image[0, 0]) == COLOURS["wall"] and tuple(image[2048, 2048]) == COLOURS["floor"]
+    # Any requested scale gives the same bounded picture.
+    image, peak = traced_peak(lambda: level_picture(level, pixels_per_metre=1e6))
+    assert image.shape == (4096, 4096, 3) and peak <= image.nbytes + TEMPORARIES
+
+
+def test_reported_75_by_75_level_at_cell_size_20_renders_in_bounded_memory():
+    rows = ["#" * 75] + ["#" + "." * 73 + "#"] * 73 + ["#" * 75]
+    rows[1], rows[-2] = "#E" + "." * 72 + "#", "#" + "." * 72 + "S#"
+    level = compile_level({"ascii": rows, "cell_size": 20})
+    image, peak = traced_peak(lambda: level_picture(level))  # was 12320 x 12320, 1.7 GiB peak
+    assert image.shape == (4096, 4096, 3)
+    assert peak <= image.nbytes + TEMPORARIES
+
+
+def test_picture_over_the_limit_keeps_its_aspect_ratio():
+    # 256 rows by 4 columns of 1 km, plus 1 km of outer wall around: 258 km by 6 km.
+    level = compile_level({"ascii": ["S..."] + ["...."] * 254 + ["...E"], "cell_size": 1000})
+    image = level_picture(level)
+    assert image.shape == (4096, round(6000 * 4096 / 258000), 3) == (4096, 95, 3)
+
+
+def test_picture_that_fits_keeps_the_requested_scale():
+    # 2 x 126 cells of 2 m and 2 m of wall each side: 8 m by 256 m, 4096 pixels at 16 a metre.
+    level = compile_level({"ascii": ["S" + "." * 125, "." * 125 + "E"]})
+    exact = level_picture(level, pixels_per_metre=16)
+    assert exact.shape == (128, 4096, 3)
+    # 17 a metre asks 4352 pixels: drawn at 16 a metre, the same picture.
+    np.testing.assert_array_equal(level_picture(level, pixels_per_metre=17), exact)
+
+
+@pytest.mark.parametrize("ppm", [0, -1.0, float("nan"), float("inf")])
+def test_pixels_per_metre_must_be_positive_and_finite(level, ppm):
+    with pytest.raises(ValueError, match="pixels_per_metre must be a positive finite number"):
+        level_picture(level, pixels_per_metre=ppm)

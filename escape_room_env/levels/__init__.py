@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Union
@@ -62,9 +63,25 @@ class LevelWarning(UserWarning):
 
 @dataclasses.dataclass(frozen=True)
 class Level:
-    """A custom level as written: its text (rows joined by newlines), momentary door groups,
-    cell size in metres and name. ``Level.from_dict(level.to_dict())`` gives it back; replay
-    files store the dict."""
+    r"""A custom level: its rows joined by ``"\n"``, momentary door groups, cell size in metres
+    and name.
+
+    ``ascii`` is kept in one canonical form, exactly the rows the core compiles: line ends
+    unified (``"\r\n"`` and trailing ``"\r"`` dropped) and empty lines before the first row and
+    after the last removed. Nothing else changes: spaces are floor wherever they are (a text
+    given as a string, a dict's string or a file is dedented by :func:`parse_level` before it
+    gets here; ``Level(...)`` and a list of rows are taken as written). ``to_dict`` stores the
+    rows as a list, which ``from_dict`` keeps exactly, so ``Level.from_dict(level.to_dict()) ==
+    level`` for every level, and a replay file rebuilds the level that played.
+
+    >>> level = Level("  S.a\r\n  .1.\r\n  E..\r\n", momentary=[1])
+    >>> level.rows()
+    ['  S.a', '  .1.', '  E..']
+    >>> level.to_dict()["ascii"]
+    ['  S.a', '  .1.', '  E..']
+    >>> Level.from_dict(level.to_dict()) == level
+    True
+    """
 
     ascii: str
     momentary: tuple[int, ...] = ()
@@ -72,12 +89,28 @@ class Level:
     name: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ValueError(f"level name must be a string, got {self.name!r}")
         if not isinstance(self.ascii, str):
             raise ValueError(f"level {self.name!r}: ascii must be a string, got {type(self.ascii).__name__}")
-        for g in self.momentary:
+        if isinstance(self.momentary, (str, bytes)) or not isinstance(self.momentary, Iterable):
+            raise ValueError(
+                f"level {self.name!r}: 'momentary' must be a list of door groups 1-8, got {self.momentary!r}"
+            )
+        momentary = tuple(self.momentary)
+        for g in momentary:
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 1 <= g <= 8:
                 raise ValueError(f"level {self.name!r}: momentary lists door group {g!r}; groups are 1 to 8")
-        object.__setattr__(self, "momentary", tuple(int(g) for g in self.momentary))
+        cell_size = self.cell_size
+        if isinstance(cell_size, bool) or not isinstance(cell_size, (int, float, np.integer, np.floating)):
+            raise ValueError(f"level {self.name!r}: 'cell_size' must be a number, got {cell_size!r}")
+        try:
+            cell_size = float(cell_size)
+        except OverflowError:  # an integer past float range: the core's range check names it
+            cell_size = math.inf
+        object.__setattr__(self, "ascii", _canonical(self.ascii))
+        object.__setattr__(self, "momentary", tuple(int(g) for g in momentary))
+        object.__setattr__(self, "cell_size", cell_size)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], *, name: str = "") -> Level:
@@ -101,19 +134,18 @@ class Level:
             raise ValueError(
                 f"level {name!r}: 'momentary' must be a list of door groups 1-8, got {momentary!r}"
             )
-        cell_size = spec.get("cell_size", 2.0)
-        if isinstance(cell_size, bool) or not isinstance(cell_size, (int, float, np.integer, np.floating)):
-            raise ValueError(f"level {name!r}: 'cell_size' must be a number, got {cell_size!r}")
         level_name = spec.get("name", name)
         if not isinstance(level_name, str):
             raise ValueError(f"level {name!r}: 'name' must be a string, got {level_name!r}")
         ascii_text = text if rows_given else _normalise(text)
-        return cls(ascii_text, tuple(int(g) for g in momentary), float(cell_size), level_name)
+        return cls(ascii_text, tuple(momentary), spec.get("cell_size", 2.0), level_name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The dict form, ``ascii`` as the list of rows (kept exactly by :meth:`from_dict`, so
+        no dedent or blank-row rule can change the level on the way back)."""
         return {
             "name": self.name,
-            "ascii": self.ascii,
+            "ascii": self.rows(),
             "momentary": list(self.momentary),
             "cell_size": self.cell_size,
         }
@@ -169,6 +201,20 @@ class CompiledLevel:
         """R of SPEC §3: the walled area's diagonal over L (distances in observations are <= R)."""
         min_x, min_y, max_x, max_y = self.bounds
         return float(np.hypot(max_x - min_x, max_y - min_y) / self.norm_length)
+
+
+def _canonical(text: str) -> str:
+    r"""The rows the core compiles from ``text`` (``csrc/level_compiler.cpp``, ``parse_rows``),
+    joined by newlines: split at ``"\n"``, trailing ``"\r"`` dropped, empty lines before the
+    first row and after the last removed. Idempotent, and the core reads the result back as the
+    same rows."""
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    first = 0
+    while first < len(lines) and not lines[first]:
+        first += 1
+    return "\n".join(lines[first:])
 
 
 def _normalise(text: str) -> str:
