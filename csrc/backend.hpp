@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "sim/lidar.hpp"
 #include "sim/state.hpp"
@@ -39,8 +40,11 @@ SimState bind_state(const SimState& cfg, void* base);
 // What a step takes from and hands to the caller besides the tensors, in the backend's memory
 // (host for CPU, the manager's GPU for CUDA):
 // - actions (optional, already validated): rows of (move_amount, move_angle, rotate), one per
-//   agent, int32 or int64. They are copied into the action tensor before the world reads
-//   them, so the tensor afterwards holds what the step used, as if written there first.
+//   agent, int32 or int64. They are copied into the action tensor, so the tensor afterwards
+//   holds what the step used, as if written there first; a host backend reads int32 rows
+//   straight from here, so a thread writing the tensor meanwhile cannot change the step.
+// - reset_flags (optional, host backends): [W] flags the step reads instead of the reset
+//   tensor (the caller took them from it); the step clears those it consumes.
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
 // - stream (CUDA, optional): the cudaStream_t to run on instead of the manager's own.
 // - repeat: steps to run, exactly as that many calls with the same action tensor (reset flags
@@ -48,10 +52,14 @@ SimState bind_state(const SimState& cfg, void* base);
 struct StepRequest {
     const void* actions = nullptr;
     bool int64 = false;
+    int32_t* reset_flags = nullptr;
     float* obs_copy = nullptr;
     uintptr_t stream = 0;
     int32_t repeat = 1;
 };
+
+enum class OutputChain : int32_t { Recording = 0, Replay = 1 };
+constexpr int32_t kNumOutputChains = 2;
 
 class Backend {
 public:
@@ -68,10 +76,18 @@ public:
     // Starts a new episode in every world with mask[w] != 0, at once; seeds (optional) give
     // the masked worlds a new stream. Host arrays of num_worlds entries.
     virtual void reset_worlds(const uint8_t* mask, const uint64_t* seeds) = 0;
-    // Starts every world's episode e_w of stream s_w (host arrays), as a replay's first record needs.
+    // Starts every world's episode e_w of stream s_w (host arrays), as a replay's first record
+    // needs: a starting point, which extends no output chain.
     virtual void start_episodes(const uint64_t* seeds, const uint32_t* episodes) = 0;
     // Every world's state hash into out (host, num_worlds entries).
     virtual void state_hashes(uint64_t* out) = 0;
+    // Output chains (sim/hash.hpp): one set for a recording, one for a replay (a manager may
+    // re-record what it replays). While a set is on, every step and every reset extends the
+    // touched worlds' chains; turning it on starts every chain from the world's current outputs.
+    virtual void chain_outputs(OutputChain chain, bool on) = 0;
+    // Every world's chain into out (host, num_worlds entries); for a chain that is off, the
+    // digest of its current outputs.
+    virtual void output_digests(OutputChain chain, uint64_t* out) = 0;
     // Validates num_worlds * num_agents action rows (backend memory): -1 when every value is
     // in range, else the flat index of the first bad one; with refuse_done, -2 - w for the
     // first world w frozen in DISABLED mode.
@@ -96,5 +112,8 @@ std::unique_ptr<Backend> make_cuda_backend(const SimState& cfg, const LevelData*
 // backend, a GPU or a driver).
 bool cuda_built();
 int32_t cuda_device_count();
+// Why no GPU is usable ("" when one is): the CUDA runtime's own error, e.g. a driver older
+// than the runtime, or that this build has no CUDA backend.
+std::string cuda_unavailable_reason();
 
 }  // namespace er

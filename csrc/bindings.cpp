@@ -8,11 +8,10 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
-#include <chrono>
-#include <mutex>
 #include <optional>
 
 #include "manager.hpp"
+#include "without_gil.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -71,8 +70,6 @@ struct Tensor {
     }
 };
 
-// Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms; on a signal it
-// stops after a whole step and raises KeyboardInterrupt.
 // Arrays on the host (numpy, CPU torch) for a CPU manager, on the manager's GPU (CUDA torch) for a CUDA one.
 using ActionArray = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig>;  // read-only accepted
 using ObsArray = nb::ndarray<float, nb::ndim<2>, nb::c_contig>;
@@ -162,46 +159,6 @@ nb::dict compiled_level_dict(const er::LevelSource& src, int32_t num_agents)
     return d;
 }
 
-// The manager's lock for one call: a manager used from two threads at once raises instead of
-// corrupting its state (SPEC §8).
-std::unique_lock<std::mutex> claim(Manager& m)
-{
-    std::unique_lock<std::mutex> lock(m.busy(), std::try_to_lock);
-    if (!lock) throw er::Error("this SimManager is already running a call in another thread");
-    return lock;
-}
-
-// A CUDA manager queues its steps: on its own stream (stream 0) the call waits for them, so
-// that every tensor is complete on return; on a caller's stream it returns at once and the
-// caller's later work on that stream is ordered after the steps. Its steps loop on the device,
-// kGpuStepsPerLaunch to a launch; the CPU steps one at a time.
-constexpr int64_t kGpuStepsPerLaunch = 64;
-
-void step_many(Manager& m, int64_t nstep, uintptr_t stream)
-{
-    if (nstep < 1) throw std::invalid_argument("nstep must be >= 1, got " + std::to_string(nstep));
-    if (stream && !m.on_gpu()) throw std::invalid_argument("stream: only a CUDA manager runs on a CUDA stream");
-    const auto lock = claim(m);
-    nb::gil_scoped_release release;
-    const int64_t per_call = m.on_gpu() ? kGpuStepsPerLaunch : 1;
-    auto last_check = std::chrono::steady_clock::now();
-    for (int64_t done = 0; done < nstep;) {
-        const int64_t n = nstep - done < per_call ? nstep - done : per_call;
-        m.step(stream, (int32_t)n);
-        done += n;
-        if (done < nstep) {
-            const auto now = std::chrono::steady_clock::now();
-            if (now - last_check >= std::chrono::milliseconds(10)) {
-                last_check = now;
-                if (!stream) m.synchronize();  // Ctrl-C then stops after steps that are really done
-                nb::gil_scoped_acquire gil;
-                if (PyErr_CheckSignals() != 0) throw nb::python_error();
-            }
-        }
-    }
-    if (!stream) m.synchronize();
-}
-
 // DLPack's stream argument (1: the legacy default stream, 2: per-thread default, -1: no
 // synchronisation wanted, else a cudaStream_t) as a cudaStream_t, or 0 for none.
 uintptr_t consumer_stream(nb::handle stream)
@@ -233,6 +190,45 @@ er::TensorDesc named_array(const Manager& m, const std::string& name, size_t& sp
     return d;
 }
 
+// A uint64 per world from `fill`, as a numpy array.
+template <class Fill>
+nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>> per_world_u64(Manager& mgr, Fill&& fill)
+{
+    const size_t W = (size_t)mgr.config().num_worlds;
+    auto* out = new uint64_t[W];
+    nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint64_t*>(p); });
+    fill(out);
+    return nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>>(out, {W}, owner);
+}
+
+// A path from Python as bytes (os.fsencode), so any name the file system allows, UTF-8 or not.
+std::string path_of(const nb::bytes& path) { return std::string(path.c_str(), path.size()); }
+
+// `with manager.exclusive():` makes the calls inside one operation that no other thread can
+// interleave with (they raise, as for any call made while another thread runs one).
+struct Exclusive {
+    Manager* manager;
+    std::optional<Manager::Claim> claim;
+};
+
+// Runs nstep steps without the GIL, checking for Ctrl-C at most every 10 ms: on a signal it
+// stops after a whole step and raises KeyboardInterrupt.
+void step_many(Manager& m, int64_t nstep, uintptr_t stream)
+{
+    bool interrupted = false;
+    {
+        er::WithoutGil nogil;
+        if (er::WithoutGil::exiting()) return;  // the interpreter is exiting: no new steps
+        m.step(nstep, stream, [&] {
+            return nogil.with_gil([&] {
+                interrupted = PyErr_CheckSignals() != 0;
+                return !interrupted;
+            });
+        });
+    }
+    if (interrupted) throw nb::python_error();
+}
+
 }  // namespace
 
 NB_MODULE(_core, m)
@@ -252,6 +248,17 @@ NB_MODULE(_core, m)
     m.attr("MAX_AGENTS") = er::kMaxAgents;
     m.attr("NUM_LIDAR_RAYS") = er::kLidarRays;
     m.def("cuda_device_count", &er::cuda_device_count);
+    m.def("cuda_unavailable_reason", &er::cuda_unavailable_reason,
+          "Why no GPU is usable: the CUDA runtime's error, or '' when one is.");
+    // Before finalisation: stop calls still running without the GIL, finish every manager's
+    // files. Daemon threads still alive keep their objects, and so do the threads of a parent
+    // that a fork child never had: nanobind's leak report would only be noise then.
+    m.def("_exit_hook", [] {
+        er::ExitGate::instance().close_at_exit(std::chrono::seconds(10));
+        if (er::fork_generation() > 0 || nb::len(nb::module_::import_("threading").attr("enumerate")()) > 1)
+            nb::set_leak_warnings(false);
+    });
+    nb::module_::import_("atexit").attr("register")(m.attr("_exit_hook"));
     m.attr("CUDA_BUILT") = er::cuda_built();
     m.attr("CUDA_SETTING") = ER_CUDA_SETTING;  // ESCAPE_ROOM_CUDA at build time: AUTO, ON or OFF
     m.def("default_rooms", &er::default_rooms, "num_agents"_a);
@@ -270,6 +277,8 @@ NB_MODULE(_core, m)
         .def_rw("ascii", &er::LevelSource::ascii)
         .def_rw("momentary", &er::LevelSource::momentary)
         .def_rw("cell_size", &er::LevelSource::cell_size);
+
+    m.def("validate_config", &er::validate_config, "config"_a, "Raises ValueError naming the first field a Manager would refuse (nothing is allocated).");
 
     m.def("compile_level", &compiled_level_dict, "source"_a, "num_agents"_a,
           "Compiles a custom level; returns its geometry as plain lists (escape_room_env.levels wraps them).");
@@ -344,12 +353,17 @@ NB_MODULE(_core, m)
                    (t.on_gpu() ? "cuda:" + std::to_string(t.gpu_id()) : std::string("cpu")) + ")";
         });
 
+    nb::class_<Exclusive>(m, "Exclusive")
+        .def("__enter__", [](Exclusive& e) { e.claim.emplace(*e.manager); })
+        .def("__exit__", [](Exclusive& e, nb::args) { e.claim.reset(); });
+
     nb::class_<Manager>(m, "Manager")
         .def(nb::init<const er::Config&>(), "config"_a)
         .def("step", &step_many, "nstep"_a = 1, "stream"_a = 0)
+        .def("exclusive", [](Manager& mgr) { return Exclusive{&mgr, std::nullopt}; }, nb::keep_alive<0, 1>(),
+             "A context manager: the calls inside it are one operation no other thread interleaves with.")
         .def("synchronize", [](Manager& mgr) {
-            const auto lock = claim(mgr);
-            nb::gil_scoped_release release;
+            er::WithoutGil nogil;
             mgr.synchronize();
         }, "Waits for every queued step (CUDA; a no-op on CPU).")
         .def("host_copy", [](Manager& mgr, const std::string& name) {
@@ -358,10 +372,7 @@ NB_MODULE(_core, m)
             const er::TensorDesc d = named_array(mgr, name, span, contiguous);
             auto* out = new uint8_t[span];
             nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint8_t*>(p); });
-            {
-                const auto lock = claim(mgr);
-                mgr.to_host(out, d.data, span);
-            }
+            mgr.to_host(out, d.data, span);
             std::vector<size_t> shape(d.shape.begin(), d.shape.end());
             return nb::ndarray<nb::numpy>(out, shape.size(), shape.data(), owner, d.strides.data(), to_dlpack(d.dtype));
         }, "name"_a, "A numpy copy of a tensor or state array (with its strides), from wherever the simulation runs.")
@@ -374,7 +385,6 @@ NB_MODULE(_core, m)
                  if (values.dtype() != to_dlpack(d.dtype) || values.nbytes() != bytes)
                      throw std::invalid_argument("host_write: '" + name + "' needs " + std::to_string(bytes) +
                                                  " bytes of " + dtype_name(d.dtype));
-                 const auto lock = claim(mgr);
                  mgr.from_host(d.data, values.data(), bytes);
              },
              "name"_a, "values"_a, "Overwrites a contiguous tensor or state array from a host array of its dtype and size.")
@@ -384,15 +394,13 @@ NB_MODULE(_core, m)
                  const size_t W = (size_t)mgr.config().num_worlds;
                  if (mask.shape(0) != W || (seeds && seeds->shape(0) != W))
                      throw std::invalid_argument("reset_worlds: mask and seeds need num_worlds entries");
-                 const auto lock = claim(mgr);
-                 nb::gil_scoped_release release;
+                 er::WithoutGil nogil;
                  mgr.reset_worlds(mask.data(), seeds ? seeds->data() : nullptr);
              },
              "mask"_a, "seeds"_a = nb::none())
         .def("set_actions",
              [](Manager& mgr, ActionArray actions, bool refuse_done) {
                  const bool wide = action_rows_wide(mgr, actions, "set_actions");
-                 const auto lock = claim(mgr);
                  return mgr.set_actions(actions.data(), wide, refuse_done);
              },
              "actions"_a, "refuse_done"_a = false,
@@ -401,7 +409,6 @@ NB_MODULE(_core, m)
         .def("check_actions",
              [](Manager& mgr, ActionArray actions, bool refuse_done) {
                  const bool wide = action_rows_wide(mgr, actions, "check_actions");
-                 const auto lock = claim(mgr);
                  return mgr.check_actions(actions.data(), wide, refuse_done);
              },
              "actions"_a, "refuse_done"_a = false, "set_actions's validation alone (nothing written).")
@@ -413,38 +420,27 @@ NB_MODULE(_core, m)
                      throw std::invalid_argument("step_actions: obs_out must have shape (" + std::to_string(rows) +
                                                  ", " + std::to_string(mgr.obs_dim()) + ")");
                  if (obs_out) check_device(mgr, *obs_out, "step_actions: obs_out");
-                 const auto lock = claim(mgr);
-                 nb::gil_scoped_release release;
-                 const int64_t code = mgr.step_with_actions(actions.data(), wide, refuse_done, obs_out ? obs_out->data() : nullptr);
-                 mgr.synchronize();
-                 return code;
+                 er::WithoutGil nogil;
+                 return mgr.step_with_actions(actions.data(), wide, refuse_done, obs_out ? obs_out->data() : nullptr);
              },
              "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none(),
              "set_actions and one step in a single call (the step copies each world's rows as it "
              "steps it, and with obs_out each world's observations after it); returns -1 when it "
              "stepped, else set_actions's code (nothing stepped).")
         .def("start_recording",
-             [](Manager& mgr, const std::string& path, const std::string& config_json, uint32_t interval,
-                uint64_t created_unix_ns) {
-                 const auto lock = claim(mgr);
-                 mgr.start_recording(path, config_json, interval, created_unix_ns);
+             [](Manager& mgr, const nb::bytes& path, const std::string& config_json, int64_t interval,
+                uint64_t created_unix_ns, std::optional<uint64_t> seed) {
+                 return mgr.start_recording(path_of(path), config_json, interval, created_unix_ns, seed ? &*seed : nullptr);
              },
-             "path"_a, "config_json"_a, "checksum_interval"_a, "created_unix_ns"_a)
-        .def("stop_recording", [](Manager& mgr) {
-            const auto lock = claim(mgr);
-            return mgr.stop_recording();
-        })
+             "path"_a, "config_json"_a, "checksum_interval"_a, "created_unix_ns"_a, "seed"_a = nb::none())
+        .def("stop_recording", &Manager::stop_recording)
         .def_prop_ro("is_recording", &Manager::is_recording)
         .def("enable_trajectory_logging",
-             [](Manager& mgr, int32_t world, int32_t agent, const std::string& path) {
-                 const auto lock = claim(mgr);
-                 mgr.enable_trajectory_logging(world, agent, path);
+             [](Manager& mgr, int32_t world, int32_t agent, const nb::bytes& path) {
+                 mgr.enable_trajectory_logging(world, agent, path_of(path));
              },
              "world"_a, "agent"_a, "path"_a)
-        .def("disable_trajectory_logging", [](Manager& mgr) {
-            const auto lock = claim(mgr);
-            mgr.disable_trajectory_logging();
-        })
+        .def("disable_trajectory_logging", &Manager::disable_trajectory_logging)
         .def_prop_ro("is_trajectory_logging", &Manager::is_trajectory_logging)
         .def_prop_ro("step_count", &Manager::step_count)
         .def("start_episodes",
@@ -453,29 +449,26 @@ NB_MODULE(_core, m)
                  const size_t W = (size_t)mgr.config().num_worlds;
                  if (seeds.shape(0) != W || episodes.shape(0) != W)
                      throw std::invalid_argument("start_episodes: seeds and episodes need num_worlds entries");
-                 const auto lock = claim(mgr);
                  mgr.start_episodes(seeds.data(), episodes.data());
              },
              "seeds"_a, "episodes"_a)
-        .def("state_hashes", [](Manager& mgr) {
-            const size_t W = (size_t)mgr.config().num_worlds;
-            auto* out = new uint64_t[W];
-            nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint64_t*>(p); });
-            const auto lock = claim(mgr);
-            mgr.state_hashes(out);
-            return nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>>(out, {W}, owner);
-        })
+        .def("state_hashes", [](Manager& mgr) { return per_world_u64(mgr, [&](uint64_t* out) { mgr.state_hashes(out); }); })
+        .def("output_digests",
+             [](Manager& mgr, bool replay) {
+                 const er::OutputChain chain = replay ? er::OutputChain::Replay : er::OutputChain::Recording;
+                 return per_world_u64(mgr, [&](uint64_t* out) { mgr.output_digests(chain, out); });
+             },
+             "replay"_a = false,
+             "Each world's output chain of the recording (or with replay=True, of the replay) while one is "
+             "kept: what checkpoints verify besides the state; else the digest of its current outputs.")
+        .def("chain_outputs_for_replay", &Manager::chain_outputs_for_replay, "on"_a)
         .def("tensor", [](const Manager& mgr, const std::string& name) { return Tensor{mgr.tensor(name), mgr.storage()}; },
              "name"_a)
         .def_static("tensor_names", &Manager::tensor_names)
         .def("state_view", [](const Manager& mgr, const std::string& name) { return Tensor{mgr.state_view(name), mgr.storage()}; },
              "name"_a)
         .def_static("state_names", &Manager::state_names)
-        .def("close", [](Manager& mgr) {
-            std::unique_lock<std::mutex> lock(mgr.busy(), std::try_to_lock);
-            if (!lock) throw er::Error("cannot close a SimManager while another thread is stepping it");
-            mgr.close();
-        })
+        .def("close", &Manager::close)
         .def_prop_ro("closed", &Manager::closed)
         .def_prop_ro("on_gpu", &Manager::on_gpu)
         .def_prop_ro("num_worlds", [](const Manager& mgr) { return mgr.config().num_worlds; })

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "backend.hpp"
 #include "sim/render.hpp"
@@ -96,13 +97,17 @@ public:
         // after it wrote them, by the thread that steps it: each line is fetched once, instead
         // of being written (or read) by the caller and fetched again across cores.
         req_ = req;
+        inputs_ = state_;  // the arrays the rules read, with the inputs the request supplies
+        if (req.reset_flags) inputs_.reset_in = req.reset_flags;
+        if (req.actions && !req.int64) inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
         for (int32_t i = 0; i < req.repeat; ++i) {
             parallel_worlds([](CpuBackend& b, int32_t w) {
                 if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
                 if (b.req_.actions) b.copy_actions(w);
-                step_world(b.state_, b.table_, w);
+                step_world(b.inputs_, b.table_, w);
                 b.render(w);
                 if (b.req_.obs_copy) b.copy_observations(w);
+                b.extend_chains(w);
             });
             req_.actions = nullptr;  // copied by the first step
         }
@@ -116,6 +121,7 @@ public:
             if (!b.mask_[w]) return;
             reset_world(b.state_, b.table_, w, b.seeds_ != nullptr, b.seeds_ ? b.seeds_[w] : 0);
             b.render(w);
+            b.extend_chains(w);
         });
     }
 
@@ -125,15 +131,29 @@ public:
             state_.seed[w] = seeds[w];
             state_.episode[w] = episodes[w];
         }
-        parallel_worlds([](CpuBackend& b, int32_t w) {
+        parallel_worlds([](CpuBackend& b, int32_t w) {  // a starting point: no chain is extended
             begin_episode(b.state_, b.table_, w);
             b.render(w);
         });
     }
 
+    void chain_outputs(OutputChain chain, bool on) override
+    {
+        std::vector<uint64_t>& c = chains_[(int32_t)chain];
+        chained_[(int32_t)chain] = on;
+        c.resize(on ? (size_t)state_.num_worlds : 0);
+        for (int32_t w = 0; w < (int32_t)c.size(); ++w) c[w] = output_digest(state_, w);
+    }
+
     void state_hashes(uint64_t* out) override
     {
         for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = world_hash(state_, w);
+    }
+
+    void output_digests(OutputChain chain, uint64_t* out) override
+    {
+        const int32_t c = (int32_t)chain;
+        for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = chained_[c] ? chains_[c][w] : output_digest(state_, w);
     }
 
     int64_t check_actions(const void* actions, bool int64, bool refuse_done) override
@@ -158,6 +178,13 @@ public:
     void from_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
 
 private:
+    // Extends the output chains that are on by world w's outputs.
+    void extend_chains(int32_t w)
+    {
+        for (int32_t c = 0; c < kNumOutputChains; ++c)
+            if (chained_[c]) chains_[c][w] = extend_output_chain(chains_[c][w], state_, w);
+    }
+
     // The batch renderer's images of world w, when it is on.
     void render(int32_t w)
     {
@@ -217,10 +244,13 @@ private:
     ThreadPool pool_;
     std::shared_ptr<Storage> storage_;
     SimState state_{};
+    SimState inputs_{};  // state_, reading its inputs where the current step request says
     LidarTable table_{};
     StepRequest req_{};
     const uint8_t* mask_ = nullptr;
     const uint64_t* seeds_ = nullptr;
+    bool chained_[kNumOutputChains] = {false, false};
+    std::vector<uint64_t> chains_[kNumOutputChains];  // output chains, while on
 };
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "backend.hpp"
 #include "errors.hpp"
+#include "lifecycle.hpp"
 #include "sim/render.hpp"
 #include "sim/step.hpp"
 
@@ -112,6 +113,19 @@ __global__ void hash_kernel(SimState s, uint64_t* out)
     if (w < s.num_worlds) out[w] = world_hash(s, w);
 }
 
+__global__ void digest_kernel(SimState s, uint64_t* out)
+{
+    const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (w < s.num_worlds) out[w] = output_digest(s, w);
+}
+
+// Extends the output chains of the worlds in mask (all without one).
+__global__ void chain_kernel(SimState s, uint64_t* chains, const uint8_t* mask)
+{
+    const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (w < s.num_worlds && (!mask || mask[w])) chains[w] = extend_output_chain(chains[w], s, w);
+}
+
 __global__ void widen_actions_kernel(int32_t* dst, const int64_t* src, int64_t n)
 {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -139,6 +153,7 @@ struct Scratch {
     uint64_t* seeds;
     uint32_t* episodes;
     uint64_t* hashes;
+    uint64_t* chains[kNumOutputChains];  // output chains, while on
     unsigned long long* check;  // [2]
 };
 
@@ -179,6 +194,7 @@ public:
         if (req.actions) copy_actions(req.actions, req.int64, stream);
         if (req.repeat != repeat_) set_repeat(req.repeat);
         check(cudaGraphLaunch(graph_, stream), "cudaGraphLaunch");
+        launch_chains(stream, nullptr);  // the manager steps one at a time while chains are on
         if (req.obs_copy)
             check(cudaMemcpyAsync(req.obs_copy, state_.obs_out,
                                   sizeof(float) * (size_t)state_.num_worlds * state_.num_agents * state_.obs_dim,
@@ -203,6 +219,7 @@ public:
         reset_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, table_, scratch_.mask,
                                                                                      seeds ? scratch_.seeds : nullptr);
         check(cudaGetLastError(), "reset_kernel launch");
+        launch_chains(stream, scratch_.mask);
         launch_render(stream);
         finish(stream);
         synchronize();
@@ -217,8 +234,22 @@ public:
         upload(scratch_.episodes, episodes, (size_t)W * 4);
         begin_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, table_, scratch_.seeds,
                                                                                      scratch_.episodes, 0);
-        check(cudaGetLastError(), "begin_kernel launch");
+        check(cudaGetLastError(), "begin_kernel launch");  // a starting point: no chain is extended
         launch_render(stream);
+        finish(stream);
+        synchronize();
+    }
+
+    void chain_outputs(OutputChain chain, bool on) override
+    {
+        const int32_t c = (int32_t)chain;
+        chained_[c] = on;
+        if (!on) return;
+        DeviceScope scope(device_);
+        const cudaStream_t stream = enter(0);
+        const int32_t W = state_.num_worlds;
+        digest_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, scratch_.chains[c]);
+        check(cudaGetLastError(), "digest_kernel launch");
         finish(stream);
         synchronize();
     }
@@ -232,6 +263,22 @@ public:
         check(cudaGetLastError(), "hash_kernel launch");
         check(cudaMemcpyAsync(out, scratch_.hashes, (size_t)W * 8, cudaMemcpyDeviceToHost, stream),
               "cudaMemcpyAsync (hashes)");
+        finish(stream);
+        synchronize();
+    }
+
+    void output_digests(OutputChain chain, uint64_t* out) override
+    {
+        DeviceScope scope(device_);
+        const cudaStream_t stream = enter(0);
+        const int32_t W = state_.num_worlds, c = (int32_t)chain;
+        if (!chained_[c]) {
+            digest_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, scratch_.hashes);
+            check(cudaGetLastError(), "digest_kernel launch");
+        }
+        check(cudaMemcpyAsync(out, chained_[c] ? scratch_.chains[c] : scratch_.hashes, (size_t)W * 8,
+                              cudaMemcpyDeviceToHost, stream),
+              "cudaMemcpyAsync (digests)");
         finish(stream);
         synchronize();
     }
@@ -295,7 +342,7 @@ private:
         DeviceScope scope(device_);
         const size_t bytes = state_bytes(cfg);
         const int32_t W = cfg.num_worlds;
-        const size_t scratch_bytes = (size_t)W * (1 + 8 + 4 + 8) + 64 * 5;
+        const size_t scratch_bytes = (size_t)W * (1 + 8 + 4 + 8 + 8 * kNumOutputChains) + 64 * 7;
         size_t free_bytes = 0, total_bytes = 0;
         check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
         if ((double)(bytes + scratch_bytes) > 0.9 * (double)free_bytes)
@@ -316,7 +363,11 @@ private:
         storage_->device_type = 2;
         storage_->device_id = device_;
         const int32_t device = device_;
-        storage_->release = [device](void* p) { on_device_quietly(device, [p] { cudaFree(p); }); };
+        const uint64_t generation = fork_generation();
+        storage_->release = [device, generation](void* p) {
+            // CUDA does not survive fork(): a child frees nothing of the parent's device memory.
+            if (fork_generation() == generation) on_device_quietly(device, [p] { cudaFree(p); });
+        };
         std::shared_ptr<WriteEvent> written = written_;
         storage_->wait_for_writes = [written](uintptr_t consumer) {
             DeviceScope scope(written->device);
@@ -338,6 +389,7 @@ private:
         scratch_.seeds = reinterpret_cast<uint64_t*>(carve((size_t)W * 8));
         scratch_.episodes = reinterpret_cast<uint32_t*>(carve((size_t)W * 4));
         scratch_.hashes = reinterpret_cast<uint64_t*>(carve((size_t)W * 8));
+        for (uint64_t*& chains : scratch_.chains) chains = reinterpret_cast<uint64_t*>(carve((size_t)W * 8));
         scratch_.check = reinterpret_cast<unsigned long long*>(carve(16));
 
         if (state_.num_fixed_levels > 0)
@@ -429,6 +481,17 @@ private:
         }
     }
 
+    // Extends the output chains that are on, for the worlds in mask (all without one).
+    void launch_chains(cudaStream_t stream, const uint8_t* mask)
+    {
+        const int32_t W = state_.num_worlds;
+        for (int32_t c = 0; c < kNumOutputChains; ++c) {
+            if (!chained_[c]) continue;
+            chain_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, scratch_.chains[c], mask);
+            check(cudaGetLastError(), "chain_kernel launch");
+        }
+    }
+
     void launch_render(cudaStream_t stream)
     {
         if (state_.render_width == 0) return;
@@ -473,6 +536,7 @@ private:
     cudaGraphNode_t step_node_ = nullptr;
     cudaGraphExec_t graph_ = nullptr;
     int32_t repeat_ = 1;
+    bool chained_[kNumOutputChains] = {false, false};
 };
 
 }  // namespace
@@ -487,6 +551,25 @@ int32_t cuda_device_count()
         return 0;
     }
     return count;
+}
+
+std::string cuda_unavailable_reason()
+{
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+        cudaGetLastError();
+        int driver = 0, runtime = 0;
+        cudaDriverGetVersion(&driver);
+        cudaRuntimeGetVersion(&runtime);
+        const std::string what = std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(err) + " (" +
+                                 cudaGetErrorString(err) + "); ";
+        if (driver == 0) return what + "no NVIDIA driver is installed (this build's CUDA runtime is " + std::to_string(runtime) + ")";
+        return what + "driver supports CUDA " + std::to_string(driver) + ", this build's runtime is " +
+               std::to_string(runtime);
+    }
+    if (count == 0) return "the CUDA runtime found no GPU";
+    return "";
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const SimState& cfg, const LevelData* fixed_levels, uint64_t rand_seed,

@@ -2,7 +2,9 @@
 // exported tensors. Shared by the Python binding and the headless tool.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,30 +48,62 @@ struct TensorDesc {
 // The default room sequence (SPEC §2.1).
 std::vector<int32_t> default_rooms(int32_t num_agents);
 
+// Throws std::invalid_argument naming the first field of `cfg` a Manager would refuse (empty
+// rooms mean the default sequence). Allocates nothing and compiles no level.
+void validate_config(Config cfg);
+
 class Manager {
 public:
     // Throws std::invalid_argument for a bad configuration (before allocating anything),
-    // CudaUnavailable for ExecMode::CUDA without a usable GPU.
+    // CudaUnavailable for ExecMode::CUDA without a usable GPU, Error when a worker thread
+    // cannot be started.
     explicit Manager(const Config& cfg);
     ~Manager();
+    Manager(const Manager&) = delete;
+    Manager& operator=(const Manager&) = delete;
 
     const Config& config() const { return cfg_; }
     int32_t obs_dim() const { return er::obs_dim(cfg_.num_agents); }
     bool closed() const { return backend_ == nullptr; }
-
-    // `repeat` steps of every world with the same actions (reset flags apply to the first).
-    // CUDA: queued on `stream` (a cudaStream_t; 0: the manager's own), not waited for;
-    // synchronize() waits. CPU: done on return.
-    void step(uintptr_t stream = 0, int32_t repeat = 1);
-    void synchronize();
     bool on_gpu() const { return cfg_.exec_mode == ExecMode::CUDA; }
-    uint64_t step_count() const { return step_count_; }  // steps since construction
+    // Steps since construction (readable while another thread steps).
+    uint64_t step_count() const { return step_count_.load(std::memory_order_relaxed); }
 
-    // Recording (SPEC §5.3): the header fields come from the configuration; the caller gives
-    // the JSON config block, the checksum interval and the creation time.
-    void start_recording(const std::string& path, const std::string& config_json, uint32_t checksum_interval,
-                         uint64_t created_unix_ns);
+    // One call at a time: a manager used from two threads at once raises Error instead of
+    // corrupting its state (SPEC §8). Every call below claims the manager for its duration; a
+    // thread holding a Claim may make further calls (they join it), so that several calls
+    // become one operation that no other thread can interleave with.
+    class Claim {
+    public:
+        explicit Claim(Manager& m, const char* busy_message = nullptr);
+        Claim(Claim&&) = default;
+
+    private:
+        std::unique_lock<std::recursive_mutex> lock_;
+    };
+    Claim claim() { return Claim(*this); }
+
+    // Polled between steps, at most every 10 ms: returns false to stop after a whole step.
+    using Poll = std::function<bool()>;
+    // nstep steps of every world with the same actions (reset flags apply to the first).
+    // CUDA: queued on `stream` (a cudaStream_t; 0: the manager's own) and not waited for; with
+    // stream 0 the call waits. CPU: done on return. Returns the steps taken (fewer than
+    // nstep when `poll` stopped it).
+    int64_t step(int64_t nstep = 1, uintptr_t stream = 0, const Poll& poll = nullptr);
+    void synchronize();
+
+    // Recording (SPEC §5.3), in one call no other thread can interleave with: with a seed
+    // every world is reseeded first (world w: *seed + w); without one, worlds all at the start
+    // of an episode are recorded from there, otherwise every world is reset first. The header
+    // fields come from the configuration; config_json (a JSON object) is the config block,
+    // to which the worlds' starting seeds, episodes and how the recording started are added.
+    // Returns that start: "seed", "fresh" or "reset". A path that cannot be opened changes
+    // nothing.
+    std::string start_recording(const std::string& path, const std::string& config_json, int64_t checksum_interval,
+                                uint64_t created_unix_ns, const uint64_t* seed);
     // Writes the final HASH and END records and closes the file; returns the steps recorded.
+    // After a write error ended the recording (raised once, by the call that hit it), returns
+    // the steps the file kept instead.
     uint64_t stop_recording();
     bool is_recording() const { return recorder_ != nullptr; }
     void enable_trajectory_logging(int32_t world, int32_t agent, const std::string& path);
@@ -80,19 +114,24 @@ public:
     void start_episodes(const uint64_t* seeds, const uint32_t* episodes);
 
     // Validates num_worlds * num_agents rows of (move_amount, move_angle, rotate), int32 or
-    // int64, in the manager's memory (host or its GPU), then copies them into the action tensor. Returns -1, or the flat index of the
-    // first out-of-range value (nothing written). With refuse_done, also returns
-    // -2 - w for the first world w frozen in DISABLED mode (nothing written).
+    // int64, in the manager's memory (host or its GPU), then copies them into the action
+    // tensor. Returns -1, or the flat index of the first out-of-range value (nothing written).
+    // With refuse_done, also returns -2 - w for the first world w frozen in DISABLED mode.
     int64_t set_actions(const void* data, bool int64, bool refuse_done);
-    // set_actions and step() in one call, without the intermediate copy: the step copies each
+    // set_actions and one step in one call, without the intermediate copy: the step copies each
     // world's rows as it reaches the world. Returns -1 when it stepped, else set_actions's
-    // error code (nothing written, nothing stepped).
-    // With obs_copy, each world's observations are also copied there ([W * A * obs_dim]).
+    // error code (nothing written, nothing stepped). With obs_copy, each world's observations
+    // are also copied there ([W * A * obs_dim]). Waits for the step on CUDA.
     int64_t step_with_actions(const void* data, bool int64, bool refuse_done, float* obs_copy = nullptr);
     // set_actions's validation alone: its return code, nothing written.
-    int64_t check_actions(const void* data, bool int64, bool refuse_done) const;
+    int64_t check_actions(const void* data, bool int64, bool refuse_done);
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
     void state_hashes(uint64_t* out);
+    // Each world's output chain (sim/hash.hpp) while the recording or the replay keeps them,
+    // else the digest of its current outputs.
+    void output_digests(OutputChain chain, uint64_t* out);
+    // A replay keeps output chains from its first record on, as its recording did.
+    void chain_outputs_for_replay(bool on);
 
     // Byte copies between an exported array (a tensor or state view's data) and the host.
     void to_host(void* dst, const void* src, size_t bytes);
@@ -108,27 +147,34 @@ public:
     static const std::vector<std::string>& state_names();
     TensorDesc state_view(const std::string& name) const;
 
-    // Frees the simulation (tensors already exported keep their memory); further use throws Error.
+    // Frees the simulation (tensors already exported keep their memory); further use throws
+    // Error. Finishes a recording in progress.
     void close();
-
-    // Serialises calls: a manager stepped from two threads at once raises instead of corrupting.
-    std::mutex& busy() { return busy_; }
 
 private:
     void check_open() const;
-    void step_from(StepRequest req);
-    // A host copy of `count` values at `src` in simulation memory (src itself on the CPU backend).
-    template <class T>
-    const T* host_view(const T* src, size_t count, std::vector<T>& scratch);
+    void close_files();
+    void step_once(StepRequest req);
+    void take_inputs(StepRequest& req);
+    void checkpoint(uint64_t step);
+    // Runs a recorder write; a failure ends the recording (the file keeps its complete records).
+    template <class F>
+    void write_recording(F&& write);
+    static void after_fork_in_child(void* self);
+    static void at_exit(void* self);
 
     Config cfg_;
     std::unique_ptr<Backend> backend_;
     std::unique_ptr<Recorder> recorder_;
     std::unique_ptr<TrajectoryLog> trajectory_;
-    std::vector<uint64_t> hashes_;  // scratch for HASH records
-    std::vector<int32_t> host_reset_, host_actions_;  // host copies of the inputs for a CUDA recording
-    uint64_t step_count_ = 0;
-    std::mutex busy_;
+    int64_t failed_recording_steps_ = -1;  // steps kept by a recording a write error ended; -1: none
+    std::vector<uint64_t> hashes_, digests_;  // scratch for HASH records
+    std::vector<int32_t> input_reset_, input_actions_;  // a recorded or logged step's inputs, on the host
+    std::atomic<uint64_t> step_count_{0};
+    bool replaying_ = false;  // output chains kept for a replay
+    std::recursive_mutex busy_;
+    // Set in the child of a fork(): why this manager cannot be used there ("" when it can).
+    std::string unusable_after_fork_;
 };
 
 }  // namespace er

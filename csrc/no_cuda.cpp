@@ -7,6 +7,11 @@ namespace er {
 
 bool cuda_built() { return false; }
 int32_t cuda_device_count() { return 0; }
+std::string cuda_unavailable_reason()
+{
+    return "this build of escape_room_env has no CUDA backend (it was built without nvcc, or with "
+           "ESCAPE_ROOM_CUDA=OFF)";
+}
 
 std::unique_ptr<Backend> make_cuda_backend(const SimState&, const LevelData*, uint64_t, int32_t)
 {

@@ -1,6 +1,12 @@
 #include "thread_pool.hpp"
 
 #include <chrono>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "errors.hpp"
+#include "lifecycle.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -17,12 +23,41 @@ namespace {
 constexpr auto kSpinTime = std::chrono::microseconds(200);
 }  // namespace
 
-ThreadPool::ThreadPool(int32_t num_threads)
+ThreadPool::ThreadPool(int32_t num_threads) : num_threads_(num_threads < 1 ? 1 : num_threads)
 {
-    for (int32_t i = 1; i < num_threads; ++i) workers_.emplace_back([this, i] { work(i); });
+    if (!start_workers()) {
+        const size_t started = workers_.size();
+        stop_workers();
+        throw Error("cannot start worker thread " + std::to_string(started + 1) + " of the " +
+                    std::to_string(num_threads_ - 1) + " that num_threads=" + std::to_string(num_threads_) +
+                    " needs (the system refused it: thread, memory or process limits); pass a smaller num_threads");
+    }
+    static const LifecycleHooks hooks{&ThreadPool::after_fork_in_child, nullptr};
+    register_lifecycle(this, &hooks);
 }
 
 ThreadPool::~ThreadPool()
+{
+    unregister_lifecycle(this);
+    stop_workers();
+}
+
+bool ThreadPool::start_workers()
+{
+    try {
+        // No job runs while workers start: each waits for the generation after this one.
+        const uint64_t seen = generation_.load(std::memory_order_relaxed);
+        while ((int32_t)workers_.size() < num_threads_ - 1) {
+            const int32_t index = (int32_t)workers_.size() + 1;
+            workers_.emplace_back([this, index, seen] { work(index, seen); });
+        }
+    } catch (const std::exception&) {  // std::system_error (EAGAIN) or std::bad_alloc
+        return false;
+    }
+    return true;
+}
+
+void ThreadPool::stop_workers()
 {
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -31,11 +66,35 @@ ThreadPool::~ThreadPool()
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
+    workers_.clear();
+}
+
+void ThreadPool::after_fork_in_child(void* self)
+{
+    ThreadPool& p = *static_cast<ThreadPool*>(self);
+    // The workers were not copied into this process: their std::thread objects can be neither
+    // joined nor destroyed (a joinable std::thread's destructor terminates), so they are
+    // leaked, on purpose. A worker may have held the mutex at the fork: make both anew.
+    new std::vector<std::thread>(std::move(p.workers_));
+    p.workers_.clear();
+    new (&p.mutex_) std::mutex();
+    new (&p.wake_) std::condition_variable();
+    p.sleepers_ = 0;
+    p.stop_ = false;
+    p.stopping_.store(false, std::memory_order_relaxed);
+    p.generation_.store(0, std::memory_order_relaxed);
+    p.pending_.store(0, std::memory_order_relaxed);
+    p.respawn_ = true;
 }
 
 void ThreadPool::run(int32_t num_chunks, Job job, void* ctx)
 {
-    if (num_chunks <= 1 || workers_.empty()) {
+    if (respawn_) {  // first job in a fork child: start the workers again, as many as the system allows
+        respawn_ = false;
+        start_workers();
+    }
+    const int32_t workers = (int32_t)workers_.size();
+    if (num_chunks <= 1 || workers == 0) {
         for (int32_t c = 0; c < num_chunks; ++c) job(ctx, c);
         return;
     }
@@ -43,7 +102,7 @@ void ThreadPool::run(int32_t num_chunks, Job job, void* ctx)
     ctx_ = ctx;
     num_chunks_ = num_chunks;
     // Every worker acknowledges every generation, so none can mix up two jobs.
-    pending_.store((int32_t)workers_.size(), std::memory_order_relaxed);
+    pending_.store(workers, std::memory_order_relaxed);
     bool anyone_asleep;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -52,6 +111,7 @@ void ThreadPool::run(int32_t num_chunks, Job job, void* ctx)
     }
     if (anyone_asleep) wake_.notify_all();
     job(ctx, 0);
+    for (int32_t c = workers + 1; c < num_chunks; ++c) job(ctx, c);  // chunks without a worker
     uint32_t spins = 0;
     while (pending_.load(std::memory_order_acquire) != 0) {
         if (++spins < 4096) cpu_relax();
@@ -59,9 +119,8 @@ void ThreadPool::run(int32_t num_chunks, Job job, void* ctx)
     }
 }
 
-void ThreadPool::work(int32_t index)
+void ThreadPool::work(int32_t index, uint64_t seen)
 {
-    uint64_t seen = 0;
     for (;;) {
         auto spin_start = std::chrono::steady_clock::now();
         uint32_t spins = 0;

@@ -17,7 +17,7 @@ from escape_room_env.errors import (
     ReplayDivergenceError,
     ReplayFormatError,
 )
-from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available
+from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available, cuda_unavailable_reason
 from escape_room_env.registration import ENV_ID
 from escape_room_env.registration import register as _register
 from escape_room_env.replay import ReplayMetadata, ReplayTruncatedWarning
@@ -47,6 +47,7 @@ __all__ = [
     "__version__",
     "action",
     "cuda_available",
+    "cuda_unavailable_reason",
     "default_rooms",
     "madrona",
     "wrappers",

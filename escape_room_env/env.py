@@ -98,11 +98,11 @@ class EscapeRoomEnv(gymnasium.Env):
         self._info_views = {k: self.sim._tensor(now).to_numpy()[0, 0] for k, (now, _) in _INFOS.items()}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
         if seed is None:
             self.sim.reset_worlds()
         else:
-            self.sim.reset_worlds(seeds=[seed])
+            self.sim.reset_worlds(seeds=[seed])  # first: a bad seed changes nothing
+        super().reset(seed=seed)
         return self._observation(), self._info()
 
     def step(self, action):

@@ -36,7 +36,7 @@ from escape_room_env.levels import Level, compile_level, parse_levels
 ExecMode = _core.ExecMode
 Tensor = _core.Tensor
 
-__all__ = ["ExecMode", "SimManager", "Tensor", "cuda_available"]
+__all__ = ["ExecMode", "SimManager", "Tensor", "cuda_available", "cuda_unavailable_reason"]
 
 
 def cuda_available() -> bool:
@@ -49,6 +49,17 @@ def cuda_available() -> bool:
     return _core.cuda_device_count() > 0
 
 
+def cuda_unavailable_reason() -> str | None:
+    """Why no GPU is usable (the CUDA runtime's own error, e.g. a driver older than the
+    runtime, or a build without the CUDA backend), or None when one is.
+
+    >>> import escape_room_env as er
+    >>> (er.cuda_unavailable_reason() is None) == er.cuda_available()
+    True
+    """
+    return _core.cuda_unavailable_reason() or None
+
+
 def _default_num_threads() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -56,13 +67,12 @@ def _default_num_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _output_path(what: str, path: str | os.PathLike) -> str:
-    """A path the core will write, as str; a NUL byte (which C would cut the name at) raises."""
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if "\0" in path:
-        raise ValueError(f"{what} {path!r} holds a NUL byte")
+def _output_path(what: str, path: str | os.PathLike | bytes) -> bytes:
+    """A path the core will write, as the file system's bytes (any name it allows, UTF-8 or
+    not); a NUL byte (which C would cut the name at) raises."""
+    path = os.fsencode(path)
+    if b"\0" in path:
+        raise ValueError(f"{what} {os.fsdecode(path)!r} holds a NUL byte")
     return path
 
 
@@ -155,6 +165,7 @@ class SimManager:
         self._rand_seed = seed
         self._tensors: dict[str, Tensor] = {}
         self._replay: _ReplayCursor | None = None
+        self._replay_finalizer: weakref.finalize | None = None
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -269,9 +280,11 @@ class SimManager:
     def close(self) -> None:
         """Frees the simulation (finishing a recording in progress). Tensors obtained before
         stay readable; any other use raises."""
-        self._impl.close()
-        if self._replay is not None:
-            self._replay.replay.close()
+        try:
+            self._impl.close()
+        finally:
+            if self._impl.closed:  # even when a file failed to finish; not when another thread steps
+                self._detach_replay()
 
     @property
     def closed(self) -> bool:
@@ -310,33 +323,30 @@ class SimManager:
         >>> er.SimManager.read_replay_metadata(path)["num_steps"]
         10
         """
-        if self._impl.is_recording:
-            raise EscapeRoomError("already recording; call stop_recording() first")
-        interval = as_int("checksum_interval", checksum_interval)
-        if not 1 <= interval < 2**32:
-            raise ValueError(f"checksum_interval must be between 1 and {2**32 - 1}, got {interval}")
         if seed is not None:
-            self.reseed(seed)
-            start = "seed"
-        elif self._all_worlds_at_episode_start():
-            start = "fresh"
-        else:
+            seed = as_int("seed", seed)
+            if not 0 <= seed < 2**64:
+                raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+        interval = as_int("checksum_interval", checksum_interval, *INT64)
+        start = self._impl.start_recording(
+            _output_path("recording path", path),
+            json.dumps(self._replay_config(interval)),
+            interval,
+            time.time_ns(),
+            seed,
+        )
+        if start == "reset":
             warnings.warn(
-                "start_recording: some worlds are in the middle of an episode; every world is reset so the "
+                "start_recording: some worlds were in the middle of an episode; every world was reset so the "
                 "recording starts from a known state (pass seed= to choose it)",
                 stacklevel=2,
             )
-            self.reset_worlds()
-            start = "reset"
-        config = self._replay_config(start, interval)
-        self._impl.start_recording(
-            _output_path("recording path", path), json.dumps(config), interval, time.time_ns()
-        )
 
     def stop_recording(self) -> int:
-        """Finishes the recording (final hash, END record, header) and returns its step count."""
-        if not self._impl.is_recording:
-            raise EscapeRoomError("not recording; call start_recording() first")
+        """Finishes the recording (final hash, END record, header) and returns its step count.
+
+        After a write error ended the recording (raised by the call that hit it), returns the
+        steps the file kept."""
         return self._impl.stop_recording()
 
     def is_recording(self) -> bool:
@@ -480,7 +490,7 @@ class SimManager:
     ):
         """Logs one line per step for one agent (SPEC §5.2) to ``filename`` or, if None, stdout."""
         sys.stdout.flush()
-        path = "" if filename is None else _output_path("trajectory log filename", filename)
+        path = b"" if filename is None else _output_path("trajectory log filename", filename)
         self._impl.enable_trajectory_logging(
             as_int("world_idx", world_idx, *INT32), as_int("agent_idx", agent_idx, *INT32), path
         )
@@ -520,16 +530,13 @@ class SimManager:
         """Steps since construction (the trajectory log's ``step``)."""
         return self._impl.step_count
 
-    def _all_worlds_at_episode_start(self) -> bool:
-        return bool(
-            (self._host("steps_left") == self.episode_len).all() and (self._host("status") == 0).all()
-        )
-
-    def _replay_config(self, start: str, checksum_interval: int) -> dict:
+    def _replay_config(self, checksum_interval: int) -> dict:
+        """The config block; the core adds each world's starting seed and episode, and how the
+        recording started."""
         from escape_room_env import __version__
 
         return {
-            "format_version": 1,
+            "format_version": 2,
             "rules_version": int(_core.RULES_VERSION),
             "num_worlds": self.num_worlds,
             "num_agents": self.num_agents,
@@ -540,9 +547,6 @@ class SimManager:
             "reward": dataclasses.asdict(self.reward_config),
             **self._levels_config(),
             "checksum_interval": checksum_interval,
-            "world_seeds": [int(s) for s in self._host("seed")],
-            "world_episodes": [int(e) for e in self._host("episode")],
-            "start": start,
             "recorded_with": f"escape_room_env {__version__}",
         }
 
@@ -557,17 +561,25 @@ class SimManager:
         }
 
     def _attach_replay(self, replay) -> None:
-        if self._replay is not None:
-            self._replay.replay.close()
+        self._detach_replay()
         meta = replay.metadata
         self._impl.start_episodes(
             np.asarray(meta.world_seeds, dtype=np.uint64), np.asarray(meta.world_episodes, dtype=np.uint32)
         )
         self._write_input("reset", np.zeros(self.num_worlds, np.int32))
+        self._impl.chain_outputs_for_replay(True)  # from this first state on, as the recording did
         self._replay = _ReplayCursor(replay)
         # A manager dropped without close() still closes its file (no ResourceWarning, no leak).
-        weakref.finalize(self, replay.close)
+        self._replay_finalizer = weakref.finalize(self, replay.close)
         self._replay.check_initial(self)
+
+    def _detach_replay(self) -> None:
+        """Closes the replay file, if any, and lets its index go."""
+        if self._replay_finalizer is not None:
+            self._replay_finalizer()  # closes the file; the finalizer forgets it
+        if self._replay is not None and not self._impl.closed:
+            self._impl.chain_outputs_for_replay(False)
+        self._replay = self._replay_finalizer = None
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -825,12 +837,14 @@ class _ReplayCursor:
         return last
 
     def _verify(self, sim: SimManager, record) -> None:
-        hashes = sim.state_hashes()
-        bad = np.flatnonzero(hashes != record.hashes)
+        state = sim.state_hashes() != record.hashes
+        outputs = sim._impl.output_digests(replay=True) != record.outputs
+        bad = np.flatnonzero(state | outputs)
         self.verified += bad.size == 0
         if bad.size:
             shown = ", ".join(str(w) for w in bad[:10]) + (", ..." if bad.size > 10 else "")
+            what = "state" if state.any() else "outputs (rewards, flags or observations), their state equal"
             raise ReplayDivergenceError(
                 f"replay of {self.replay.metadata.path} diverged at step {record.step}: "
-                f"world(s) {shown} ({bad.size} of {hashes.size}) differ from the recording"
+                f"world(s) {shown} ({bad.size} of {state.size}) differ from the recording in their {what}"
             )

@@ -6,7 +6,12 @@ A replay file is a 96-byte header, a UTF-8 JSON config block and a stream of rec
 - ``STEP``: the reset-flag bitset (``ceil(W/8)`` bytes, world w is bit w % 8 of byte w // 8),
   then the clamped actions as int8 ``[W, A, 3]``.
 - ``RSET``: an immediate reset: the world mask, u8 has_seeds, then one u64 seed per masked world.
-- ``HASH``: u64 step (STEP records before it), then u64 ``[W]`` state hashes.
+- ``HASH``: u64 step (STEP records before it), then u64 ``[W]`` state hashes, then u64 ``[W]``
+  output digests (of every exported output: rewards, flags, observations).
+
+Format version 2 (this one) stores the config block's CRC-32 in the header (byte 76), so the
+configuration is protected like the records, and its checkpoints cover the outputs too: a file
+whose rewards or level geometry were edited never replays as verified.
 - ``END ``: u64 num_steps; nothing follows it.
 
 ``ReplayFile`` validates everything once when opened (framing, CRCs, sizes, value ranges and
@@ -20,17 +25,18 @@ The smallest complete file, one world and no steps, written by hand:
 
 >>> import json, os, struct, tempfile, zlib
 >>> config = json.dumps({
-...     "format_version": 1, "rules_version": 1, "num_worlds": 1, "num_agents": 1,
+...     "format_version": 2, "rules_version": 1, "num_worlds": 1, "num_agents": 1,
 ...     "episode_len": 200, "autoreset_mode": "NEXT_STEP", "rand_seed": 5,
 ...     "rooms": ["button", "cube_blocking", "cube_button"], "reward": {},
 ...     "checksum_interval": 50, "world_seeds": [5], "world_episodes": [0], "start": "seed",
 ... }).encode()
->>> head = struct.pack("<8s6IQ2I3QI", b"ERREPLAY", 1, 96, 1, 1, 1, 200, 5, 0, 0, len(config), 0, 0, 50)
->>> head += struct.pack("<I16x", zlib.crc32(head))
+>>> head = struct.pack("<8s6IQ2I3QII", b"ERREPLAY", 2, 96, 1, 1, 1, 200, 5, 0, 0, len(config), 0, 0, 50,
+...                    zlib.crc32(config))
+>>> head += struct.pack("<I12x", zlib.crc32(head))
 >>> def rec(tag, payload):
 ...     framed = tag + struct.pack("<I", len(payload)) + payload
 ...     return framed + struct.pack("<I", zlib.crc32(framed))
->>> body = rec(b"HASH", struct.pack("<QQ", 0, 1234)) + rec(b"END ", struct.pack("<Q", 0))
+>>> body = rec(b"HASH", struct.pack("<QQQ", 0, 1234, 5678)) + rec(b"END ", struct.pack("<Q", 0))
 >>> path = os.path.join(tempfile.mkdtemp(), "tiny.bin")
 >>> with open(path, "wb") as f:
 ...     _ = f.write(head + config + body)
@@ -38,11 +44,12 @@ The smallest complete file, one world and no steps, written by hand:
 ...     print(replay.metadata.num_worlds, replay.num_steps, replay.metadata.complete, len(replay))
 ...     print(replay.record(0))
 1 0 True 2
-HashRecord(step=0, hashes=array([1234], dtype=uint64))
+HashRecord(step=0, hashes=array([1234], dtype=uint64), outputs=array([5678], dtype=uint64))
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -60,10 +67,16 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from typing_extensions import Self
 
+from escape_room_env import _core
 from escape_room_env.action import NUM_CHOICES
 from escape_room_env.config import AUTORESET_FROM_CODE, ROOM_TYPES, RewardConfig
 from escape_room_env.errors import ReplayFormatError
 from escape_room_env.levels import Level, LevelWarning, compile_level
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
 
 __all__ = [
     "EndRecord",
@@ -77,17 +90,18 @@ __all__ = [
 ]
 
 MAGIC = b"ERREPLAY"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER_BYTES = 96
 #: The header's num_steps while the recording is unfinished (patched on close).
 UNFINISHED = 0xFFFF_FFFF_FFFF_FFFF
 
 # magic, format_version, header_bytes, rules_version, num_worlds, num_agents, episode_len,
 # rand_seed, autoreset_mode, flags, config_bytes, num_steps, created_unix_ns,
-# checksum_interval, header_crc32, reserved.
-_HEADER = struct.Struct("<8s6IQ2I3Q2I16s")
+# checksum_interval, config_crc32, header_crc32, reserved.
+_HEADER = struct.Struct("<8s6IQ2I3Q3I12s")
 assert _HEADER.size == HEADER_BYTES
-_CRC_END = 76  # the header CRC covers bytes [0, 76)
+_CONFIG_CRC_AT = 76
+_CRC_END = 80  # the header CRC covers bytes [0, 80)
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _FRAME = struct.Struct("<4sI")  # tag, payload_len
@@ -176,17 +190,19 @@ class ResetRecord:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class HashRecord:
-    """Every world's state hash after ``step`` steps, which a replay verifies.
+    """Every world's state hash and output digest after ``step`` steps, which a replay verifies.
 
     >>> import numpy as np
-    >>> HashRecord(0, np.array([7], np.uint64)).step
+    >>> HashRecord(0, np.array([7], np.uint64), np.array([9], np.uint64)).step
     0
     """
 
     step: int
     """The STEP records before this one."""
     hashes: np.ndarray
-    """uint64 [W]: the state hash of each world."""
+    """uint64 [W]: the state hash of each world (``SimManager.state_hashes()``)."""
+    outputs: np.ndarray
+    """uint64 [W]: the digest of each world's exported outputs (rewards, flags, observations)."""
 
     __eq__ = _array_fields_equal
     __hash__ = None
@@ -314,6 +330,7 @@ class ReplayFile:
             raise ReplayFormatError(f"{self.path}: byte 0: not a regular file")
         self._file = open(path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed in close()
         try:
+            _lock_shared(self._file)
             self._open()
         except _Format as e:
             self._file.close()
@@ -379,14 +396,15 @@ class ReplayFile:
             num_steps,
             created_ns,
             checksum_interval,
+            config_crc,
             header_crc,
             reserved,
         ) = _HEADER.unpack(head)
         crc = zlib.crc32(head[:_CRC_END])
         if crc != header_crc:
             raise _Format(_CRC_END, f"header CRC mismatch: stored {header_crc:#010x}, computed {crc:#010x}")
-        if reserved != bytes(16):
-            raise _Format(80, "reserved header bytes are not zero")
+        if reserved != bytes(12):
+            raise _Format(84, "reserved header bytes are not zero")
         if rules_version < 1:
             raise _Format(16, f"rules_version is {rules_version}, expected >= 1")
         if num_worlds < 1:
@@ -394,12 +412,12 @@ class ReplayFile:
         if not 1 <= num_agents <= 4:
             raise _Format(24, f"num_agents is {num_agents}, expected 1..4")
         bitset = (num_worlds + 7) // 8
-        if 8 + 8 * num_worlds > _MAX_PAYLOAD or bitset + 3 * num_worlds * num_agents > _MAX_PAYLOAD:
+        if 8 + 16 * num_worlds > _MAX_PAYLOAD or bitset + 3 * num_worlds * num_agents > _MAX_PAYLOAD:
             raise _Format(
                 20, f"num_worlds {num_worlds} with {num_agents} agents does not fit a record's u32 payload"
             )
-        if episode_len < 1:
-            raise _Format(28, f"episode_len is {episode_len}, expected >= 1")
+        if not 1 <= episode_len <= 2**31 - 1:
+            raise _Format(28, f"episode_len is {episode_len}, expected 1..{2**31 - 1}")
         if autoreset not in AUTORESET_FROM_CODE:
             raise _Format(
                 40, f"autoreset_mode is {autoreset}, expected 0 (NEXT_STEP), 1 (SAME_STEP) or 2 (DISABLED)"
@@ -426,11 +444,19 @@ class ReplayFile:
             num_steps=num_steps,
             created_ns=created_ns,
             checksum_interval=checksum_interval,
+            config_crc=config_crc,
         )
 
     def _read_config(self, size: int) -> None:
         h = self._h
         raw = self._read_exact(h.config_bytes, HEADER_BYTES, "the config block")
+        crc = zlib.crc32(raw)
+        if crc != h.config_crc:
+            raise _Format(
+                _CONFIG_CRC_AT,
+                f"config block CRC mismatch: stored {h.config_crc:#010x}, computed {crc:#010x} "
+                "(the config block was changed)",
+            )
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -450,7 +476,7 @@ class ReplayFile:
         h = self._h
         W, A = h.num_worlds, h.num_agents
         bitset = (W + 7) // 8
-        expected = {_STEP: bitset + 3 * W * A, _HASH: 8 + 8 * W, _END: 8}
+        expected = {_STEP: bitset + 3 * W * A, _HASH: 8 + 16 * W, _END: 8}
         rset_min, rset_max = bitset + 1, bitset + 1 + 8 * W
         finished = h.num_steps != UNFINISHED
         interval = h.checksum_interval
@@ -676,8 +702,8 @@ class ReplayFile:
             return ResetRecord(_frozen_array(mask), seeds)
         if kind == _HASH:
             (step,) = _U64.unpack_from(payload)
-            hashes = np.frombuffer(payload, dtype="<u8", offset=8).astype(np.uint64)
-            return HashRecord(int(step), _frozen_array(hashes))
+            values = np.frombuffer(payload, dtype="<u8", offset=8).astype(np.uint64)
+            return HashRecord(int(step), _frozen_array(values[:W]), _frozen_array(values[W:]))
         return EndRecord(int(_U64.unpack_from(payload)[0]))
 
     def records(self) -> Iterator[Record]:
@@ -743,6 +769,14 @@ def read_replay_metadata(path: PathLike) -> ReplayMetadata:
 def _warn(message: str) -> None:
     # _warn <- _scan_records <- _open <- ReplayFile.__init__ <- the caller
     warnings.warn(message, ReplayTruncatedWarning, stacklevel=5)
+
+
+def _lock_shared(f) -> None:
+    """A shared lock while the file is open: a recording to this path is refused meanwhile
+    (a recording being written is still readable: its prefix)."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
 
 
 def _tell(f) -> int:
@@ -833,6 +867,17 @@ def _check_config(config: object, h: types.SimpleNamespace) -> dict:
                 raise bad(f"{key}[{w}] is {value!r}, expected an integer in 0..{top}"[:300])
     if config["start"] not in _STARTS:
         raise bad(f"start is {config['start']!r}, expected one of {', '.join(map(repr, _STARTS))}"[:300])
+    # Everything a simulator would refuse (a room the agents cannot solve, a reward that would
+    # overflow, ...), by the core's own checks.
+    cfg = _core.Config()
+    cfg.num_worlds, cfg.num_agents, cfg.episode_len = h.num_worlds, h.num_agents, h.episode_len
+    cfg.autoreset_mode = h.autoreset
+    cfg.rooms = [] if levels else [ROOM_TYPES.index(room) for room in rooms]
+    try:
+        cfg.reward = RewardConfig(**reward)._to_core()
+        _core.validate_config(cfg)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise bad(str(e)[:300]) from None
     return config
 
 
@@ -855,7 +900,7 @@ def _config_levels(
             with warnings.catch_warnings():  # the recording warned already
                 warnings.simplefilter("ignore", LevelWarning)
                 compile_level(levels[-1], num_agents)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise bad(f"levels[{i}]: {e}"[:300]) from None
     expected = [w % len(levels) for w in range(num_worlds)]
     if assignment != expected:

@@ -377,8 +377,8 @@ class EscapeRoomVectorEnv(VectorEnv):
         if seed is None:
             self.sim.reset_worlds(world_mask)
         elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            self.sim.reset_worlds(world_mask, seeds=int(seed))  # first: a bad seed changes nothing
             super().reset(seed=int(seed))
-            self.sim.reset_worlds(world_mask, seeds=int(seed))
         else:
             self._reset_with_seed_list(seed, world_mask)
         if env_mask is None:
@@ -416,13 +416,15 @@ class EscapeRoomVectorEnv(VectorEnv):
         with ``obs_out``, the core also copies the new observations into it."""
         try:
             code = self._step_actions(actions, self._refuse_done, obs_out)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):
             self._check_actions_array(actions)  # the same failure, told in this env's terms
             raise
         if code != -1:
             raise self._action_error(code, actions)
 
     def _check_actions_array(self, actions: Array) -> None:
+        if self._torch is not None:
+            self._check_dense(actions)
         if actions.dtype not in self._action_dtypes:
             raise TypeError(self._dtype_message(actions.dtype))
         if tuple(actions.shape) != (self.num_envs, 3):
@@ -516,10 +518,21 @@ class EscapeRoomVectorEnv(VectorEnv):
         if self._torch is not None:
             return self._as_tensor(actions)
         if hasattr(actions, "detach") and hasattr(actions, "device"):  # a torch tensor
+            self._check_dense(actions)
             if actions.device.type != "cpu":
                 raise ValueError(f"actions are on {actions.device}, but this env runs on {self.device}")
             return actions.detach().numpy()
         return np.asarray(actions)
+
+    def _check_dense(self, actions: Any) -> None:
+        """A torch tensor of actions must be dense: sparse and nested ones have no strided data."""
+        layout = str(getattr(actions, "layout", "torch.strided"))
+        if getattr(actions, "is_nested", False) or layout != "torch.strided":
+            kind = "nested" if getattr(actions, "is_nested", False) else layout.replace("torch.", "")
+            raise TypeError(
+                f"actions must be a dense int32 or int64 tensor of shape ({self.num_envs}, 3), got a {kind} "
+                "tensor (use .to_dense())"
+            )
 
     def _as_tensor(self, actions) -> Array:
         """Torch outputs: a tensor goes to the core as it is (the core checks its device, dtype

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 import zlib
 from pathlib import Path
 
@@ -210,11 +211,20 @@ def test_rand_seed_of_2_to_the_64_raises_value_error():
         assert sim._state("seed").tolist() == [2**64 - 1, 0]  # s_w = seed + w wraps like a u64
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e300])
-@pytest.mark.parametrize("field", ["escape_bonus", "progress_scale", "group_radius"])
-def test_reward_that_is_not_finite_in_float32_raises_value_error(field, value):
-    with pytest.raises(ValueError, match=r"reward config values must be finite"):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e300, 3e38, -2e6, 1.0001e6])
+@pytest.mark.parametrize("field", ["escape_bonus", "progress_scale", "group_radius", "group_bonus", "slack_penalty"])
+def test_reward_that_could_overflow_float32_raises_value_error_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"reward config values must be finite and between -1e6 and 1e6 .*reward\.{field} is"):
         er.SimManager(num_worlds=2, reward={field: value})
+
+
+def test_the_largest_rewards_allowed_stay_finite():
+    biggest = {"progress_scale": 1e6, "group_bonus": 1e6, "escape_bonus": 1e6, "slack_penalty": -1e6}
+    with er.SimManager(num_worlds=8, num_agents=2, rooms=["button"], reward=biggest, num_threads=1) as sim:
+        sim.action_tensor().to_numpy()[:] = FAST_FORWARD
+        for _ in range(60):
+            sim.step()
+            assert np.isfinite(sim.reward_tensor().to_numpy()).all()
 
 
 def test_rooms_that_is_not_a_sequence_raises_type_error_naming_rooms():
@@ -541,6 +551,105 @@ def test_special_files_are_not_replay_files():
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("what", ["recording", "trajectory log"])
+def test_writing_to_a_named_pipe_raises_at_once_without_blocking_other_threads(tmp_path, what):
+    """Opening a FIFO with no reader for writing would block in open() (once with the GIL held,
+    freezing every Python thread); it is refused at once instead."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    sim = er.SimManager(num_worlds=2, num_threads=1)
+    ticks = []
+    ticker = threading.Thread(target=lambda: [ticks.append(time.sleep(0.001)) for _ in range(50)])
+    ticker.start()
+    with pytest.raises(er.EscapeRoomError, match=r"pipe: not a regular file"):
+        if what == "recording":
+            sim.start_recording(fifo, seed=1)
+        else:
+            sim.enable_trajectory_logging(0, 0, fifo)
+    ticker.join(10)
+    assert not ticker.is_alive()
+    assert not sim.is_recording() and not sim._impl.is_trajectory_logging
+    sim.step()  # usable
+    sim.close()
+
+
+@needs_proc
+def test_output_paths_that_are_not_utf8_bytes_work_for_recordings_and_logs(tmp_path):
+    name = os.fsencode(tmp_path) + b"/caf\xe9-\xff"
+    with er.SimManager(num_worlds=2, num_threads=1) as sim:
+        sim.start_recording(name + b".bin", seed=3)
+        sim.enable_trajectory_logging(1, 0, name + b".txt")
+        sim.step(nstep=5)
+        want = sim.state_hashes().copy()
+        sim.disable_trajectory_logging()
+        assert sim.stop_recording() == 5
+    assert sorted(os.listdir(os.fsencode(tmp_path))) == [b"caf\xe9-\xff.bin", b"caf\xe9-\xff.txt"]
+    with open(name + b".txt", "rb") as log:
+        assert len(log.read().splitlines()) == 5
+    with er.SimManager.from_replay(name + b".bin", num_threads=1) as replay:
+        while not replay.replay_step():
+            pass
+        np.testing.assert_array_equal(replay.state_hashes(), want)
+    with er.SimManager.from_replay(os.fsdecode(name + b".bin"), num_threads=1) as replay:  # surrogate str
+        assert replay.get_replay_step_count() == (0, 5)
+
+
+def test_a_rejected_reset_seed_leaves_np_random_unchanged():
+    for env in (make_env(), er.EscapeRoomEnv()):
+        env.reset(seed=3)
+        before = env.np_random.bit_generator.state
+        hashes = env.unwrapped.sim.state_hashes().copy()
+        for seed in (2**64, -1):
+            with pytest.raises(ValueError, match=r"seeds? must be"):
+                env.reset(seed=seed)
+            assert env.np_random.bit_generator.state == before
+            np.testing.assert_array_equal(env.unwrapped.sim.state_hashes(), hashes)
+        env.close()
+
+
+@pytest.mark.parametrize("torch_outputs", [False, True])
+@pytest.mark.parametrize("layout", ["sparse_coo", "sparse_csr", "nested"])
+def test_sparse_or_nested_torch_actions_raise_our_type_error(torch_outputs, layout):
+    envs = er.EscapeRoomVectorEnv(4, num_threads=1, _torch_outputs=torch_outputs)
+    envs.reset(seed=0)
+    dense = torch.zeros((4, 3), dtype=torch.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that nested tensors are a prototype
+        actions = {
+            "sparse_coo": lambda: dense.to_sparse(),
+            "sparse_csr": lambda: dense.to_sparse_csr(),
+            "nested": lambda: torch.nested.nested_tensor([torch.zeros(3, dtype=torch.int64)] * 4),
+        }[layout]()
+    hashes = envs.sim.state_hashes().copy()
+    kind = "nested" if layout == "nested" else layout
+    with pytest.raises(TypeError, match=rf"actions must be a dense int32 or int64 tensor of shape \(4, 3\), got a {kind} tensor"):
+        envs.step(actions)
+    np.testing.assert_array_equal(envs.sim.state_hashes(), hashes)  # nothing stepped
+    envs.close()
+
+
+def test_a_closed_replay_manager_lets_its_file_index_go(tmp_path):
+    path = tmp_path / "index.bin"
+    record(path, steps=30)
+    sim = er.SimManager.from_replay(path, num_threads=1)
+    index = weakref.ref(sim._replay.replay)
+    sim.close()
+    gc.collect()
+    assert index() is None
+    other = er.SimManager(num_worlds=3, num_threads=1)
+    indexes = []
+    for _ in range(3):  # the deprecated load_replay, repeated: each earlier file is let go
+        with pytest.warns(DeprecationWarning):
+            other.load_replay(path)
+        indexes.append(weakref.ref(other._replay.replay))
+    gc.collect()
+    assert [ref() is None for ref in indexes] == [True, True, False]
+    other.close()
+    gc.collect()
+    assert indexes[-1]() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_named_pipe_as_replay_path_raises_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.bin"
     os.mkfifo(fifo)
@@ -578,7 +687,8 @@ def test_replay_recorded_with_other_rules_raises_replay_format_error_naming_both
     assert config.count(b'"rules_version": 1,') == 1
     data[96 : 96 + config_bytes] = config.replace(b'"rules_version": 1,', b'"rules_version": 7,')
     data[16:20] = (7).to_bytes(4, "little")
-    data[76:80] = zlib.crc32(bytes(data[:76])).to_bytes(4, "little")
+    data[76:80] = zlib.crc32(bytes(data[96 : 96 + config_bytes])).to_bytes(4, "little")  # the config's CRC
+    data[80:84] = zlib.crc32(bytes(data[:80])).to_bytes(4, "little")  # the header's
     path.write_bytes(bytes(data))
     assert er.SimManager.read_replay_metadata(path).rules_version == 7  # the file itself reads fine
     with pytest.raises(
@@ -613,19 +723,6 @@ def test_replay_step_after_the_last_recorded_step_raises_escape_room_error(tmp_p
         sim.step()  # the manager itself stays usable
 
 
-@needs_proc
-def test_recording_to_a_full_disk_raises_and_leaks_no_descriptor():
-    if not os.path.exists("/dev/full"):
-        pytest.skip("needs /dev/full")
-    with er.SimManager(num_worlds=2, num_threads=1) as sim:
-        before = open_fds()
-        for _ in range(3):
-            with pytest.raises(er.EscapeRoomError, match=r"/dev/full: flush failed: No space left on device"):
-                sim.start_recording("/dev/full", seed=0)
-            assert not sim.is_recording()
-        assert open_fds() == before
-
-
 @contextlib.contextmanager
 def file_size_limit(limit: int):
     """Writes past ``limit`` bytes fail with EFBIG (like a full disk) for the block."""
@@ -639,38 +736,83 @@ def file_size_limit(limit: int):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
-def run_into_a_full_disk(path) -> tuple[er.SimManager, int, Exception]:
+def run_into_a_full_disk(path, *, nstep: int = 1, checksum_interval: int = 50):
     """Records until a write fails; returns the manager, the steps done and the error."""
     sim = er.SimManager(num_worlds=64, num_threads=1)
     sim.action_tensor().to_numpy()[:] = FAST_FORWARD
-    sim.start_recording(path, seed=5)
-    for done in range(10_000):
+    sim.start_recording(path, seed=5, checksum_interval=checksum_interval)
+    for _ in range(10_000):
         try:
-            sim.step()
+            sim.step(nstep=nstep)
         except er.EscapeRoomError as e:
-            return sim, done, e
+            return sim, sim.step_count, e
     raise AssertionError("the file size limit was never reached")
 
 
+def twin_after(steps: int) -> np.ndarray:
+    with er.SimManager(num_worlds=64, num_threads=1) as twin:
+        twin.reseed(5)
+        twin.action_tensor().to_numpy()[:] = FAST_FORWARD
+        if steps:
+            twin.step(nstep=steps)
+        return twin.state_hashes().copy()
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
-def test_disk_full_while_recording_raises_from_step_without_stepping(tmp_path):
+@pytest.mark.parametrize(("nstep", "interval"), [(1, 50), (7, 1), (100, 3)])
+def test_disk_full_while_recording_raises_once_steps_nothing_and_keeps_a_valid_prefix(tmp_path, nstep, interval):
+    """The first write error ends the recording at its last complete record: raised once, by a
+    call that took no step it could not record; the file is a readable, verifiable prefix."""
+    path = tmp_path / "full.bin"
     with file_size_limit(64 << 10):
-        sim, done, error = run_into_a_full_disk(tmp_path / "full.bin")
+        sim, done, error = run_into_a_full_disk(path, nstep=nstep, checksum_interval=interval)
         with sim:
             assert "write failed: File too large" in str(error) and "full.bin" in str(error)
-            # The failing call did not step: the state is that of `done` whole steps.
-            twin = er.SimManager(num_worlds=64, num_threads=1)
-            twin.reseed(5)
-            twin.action_tensor().to_numpy()[:] = FAST_FORWARD
-            twin.step(nstep=done)
-            np.testing.assert_array_equal(sim.state_hashes(), twin.state_hashes())
-            twin.close()
-            with contextlib.suppress(er.EscapeRoomError):
-                sim.stop_recording()
+            kept = int(re.search(r"the file keeps its first (\d+) steps", str(error)).group(1))
+            # The state is that of `done` whole steps, as step_count says: nothing half taken.
+            np.testing.assert_array_equal(sim.state_hashes(), twin_after(done))
             assert not sim.is_recording()
+            sim.step(nstep=3)  # goes on, without recording: no second error
+            assert sim.stop_recording() == kept  # the error was raised once; this reports the prefix
+            with pytest.raises(er.EscapeRoomError, match="not recording"):
+                sim.stop_recording()
+    with pytest.warns(er.ReplayTruncatedWarning, match="no END record"):
+        meta = er.SimManager.read_replay_metadata(path)
+    assert 0 < meta.num_steps == kept <= done and not meta.complete
     with pytest.warns(er.ReplayTruncatedWarning):
-        meta = er.SimManager.read_replay_metadata(tmp_path / "full.bin")
-    assert 0 < meta.num_steps <= done and not meta.complete  # a readable prefix
+        replay = er.SimManager.from_replay(path, num_threads=1)
+    with replay:
+        for _ in range(kept):  # every checkpoint of the prefix verifies
+            replay.replay_step()
+        np.testing.assert_array_equal(replay.state_hashes(), twin_after(kept))
+
+
+@needs_proc
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_recording_to_a_full_disk_raises_changes_nothing_and_leaks_no_descriptor(tmp_path):
+    with er.SimManager(num_worlds=2, num_threads=1) as sim:
+        sim.step(nstep=3)
+        hashes, before = sim.state_hashes().copy(), open_fds()
+        with file_size_limit(16):  # not even the header fits
+            for seed in (0, None, 0):
+                with pytest.raises(er.EscapeRoomError, match=r"full\.bin: write failed: File too large; not recording"):
+                    sim.start_recording(tmp_path / "full.bin", seed=seed)
+                assert not sim.is_recording()
+        np.testing.assert_array_equal(sim.state_hashes(), hashes)  # not reseeded, not reset
+        assert open_fds() == before
+
+
+@pytest.mark.parametrize("device", ["/dev/null", "/dev/full", "/dev/zero"])
+def test_recording_to_a_device_raises_naming_regular_files_and_changes_nothing(device):
+    if not os.path.exists(device):
+        pytest.skip(f"needs {device}")
+    with er.SimManager(num_worlds=2, num_threads=1) as sim:
+        sim.step(nstep=2)
+        hashes = sim.state_hashes().copy()
+        with pytest.raises(er.EscapeRoomError, match=f"replay file {device}: not a regular file"):
+            sim.start_recording(device, seed=1)
+        assert not sim.is_recording()
+        np.testing.assert_array_equal(sim.state_hashes(), hashes)
 
 
 @needs_proc
@@ -679,8 +821,7 @@ def test_disk_full_while_recording_leaks_no_descriptor(tmp_path):
     before = open_fds()
     with file_size_limit(64 << 10):
         sim, _, _ = run_into_a_full_disk(tmp_path / "full.bin")
-        with contextlib.suppress(er.EscapeRoomError):
-            sim.stop_recording()
+        sim.stop_recording()
         sim.close()
     del sim
     assert open_fds() == before

@@ -13,6 +13,7 @@ use-after-free and a segfault). The sanitizer job (``.ci/sanitize``) runs this m
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -25,6 +26,8 @@ from helpers import random_actions
 import escape_room_env as er
 
 BUSY = r"already running a call in another thread"
+# ThreadSanitizer cannot follow a process that starts threads after a multi-threaded fork.
+UNDER_TSAN = os.environ.get("ESCAPE_ROOM_SANITIZE") == "thread"
 
 
 def run_threads(*targets, timeout: float = 120.0) -> None:
@@ -443,3 +446,219 @@ def test_load_replay_while_another_thread_steps_runs_or_raises(tmp_path):
         pass
     np.testing.assert_array_equal(sim.state_hashes(), want)
     sim.close()
+
+
+# -- recordings exact under racing threads (issue 14, items 8-10) -------------------------------
+
+
+def replay_hashes(path) -> np.ndarray:
+    """Replays a file to its end (every checkpoint verified); the final state hashes."""
+    with er.SimManager.from_replay(path, num_threads=1) as replay:
+        for _ in range(replay.get_replay_step_count()[1]):
+            replay.replay_step()
+        return replay.state_hashes().copy()
+
+
+def test_inputs_written_by_another_thread_during_a_recorded_long_step_are_recorded_as_simulated(tmp_path):
+    """A writer thread scribbles actions and reset flags into the tensors while step(nstep) runs:
+    whatever each step took is what the file holds, so the replay ends where the manager did."""
+    path = tmp_path / "scribbled.bin"
+    W = 64
+    sim = er.SimManager(num_worlds=W, num_threads=2, episode_len=30, autoreset_mode="next_step")
+    actions = sim.action_tensor().to_numpy()
+    resets = sim.reset_tensor().to_numpy()
+    sim.start_recording(path, seed=11, checksum_interval=3)
+    stop = threading.Event()
+
+    def scribble():
+        rng = np.random.default_rng(5)
+        while not stop.is_set():
+            actions[:] = rng.integers(0, er.action.NUM_CHOICES, (W, 1, 3))
+            resets[rng.integers(W)] = int(rng.integers(-3, 3))
+
+    def step():
+        try:
+            for _ in range(20):
+                sim.step(nstep=50)
+        finally:
+            stop.set()
+
+    run_threads(scribble, step)
+    want = sim.state_hashes().copy()
+    assert sim.stop_recording() == 1000
+    sim.close()
+    np.testing.assert_array_equal(replay_hashes(path), want)
+
+
+def test_recordings_started_with_a_seed_while_another_thread_steps_replay_exactly(tmp_path):
+    """start_recording(seed=) reseeds and starts in one call: a step from another thread runs
+    before or after it, never between the reseed and the file's first record."""
+    sim = er.SimManager(num_worlds=32, num_threads=2, episode_len=25)
+    sim.action_tensor().to_numpy()[:] = (3, 0, 1)
+    stop = threading.Event()
+    finished = []
+
+    def stepper():
+        while not stop.is_set():
+            try:
+                sim.step(nstep=2)
+            except er.EscapeRoomError as e:
+                assert BUSY in str(e), str(e)
+
+    def recorder():
+        try:
+            for k in range(12):
+                path = tmp_path / f"r{k}.bin"
+                while True:
+                    try:
+                        sim.start_recording(path, seed=100 + k, checksum_interval=2)
+                        break
+                    except er.EscapeRoomError as e:
+                        assert BUSY in str(e), str(e)
+                time.sleep(0.002)
+                while True:
+                    try:
+                        hashes = sim.state_hashes().copy()
+                        steps = sim.stop_recording()
+                        break
+                    except er.EscapeRoomError as e:
+                        assert BUSY in str(e), str(e)
+                finished.append((path, steps, hashes))
+        finally:
+            stop.set()
+
+    run_threads(stepper, recorder)
+    sim.close()
+    assert len(finished) == 12
+    for path, steps, _ in finished:
+        meta = er.SimManager.read_replay_metadata(path)
+        assert meta.complete and meta.num_steps == steps and meta.start == "seed"
+        replay_hashes(path)  # every checkpoint verified, step 0 included
+
+
+def test_two_managers_recording_to_one_path_refuse_the_second_and_keep_the_first(tmp_path):
+    path = tmp_path / "shared.bin"
+    first = er.SimManager(num_worlds=4, num_threads=1)
+    second = er.SimManager(num_worlds=4, num_threads=1)
+    first.start_recording(path, seed=1)
+    first.step(nstep=70)  # past a flush: the file already holds records
+    hashes = second.state_hashes().copy()
+    with pytest.raises(er.EscapeRoomError, match=r"the file is in use: another recording"):
+        second.start_recording(path, seed=2)
+    assert not second.is_recording()
+    np.testing.assert_array_equal(second.state_hashes(), hashes)  # nothing changed
+    with pytest.raises(er.EscapeRoomError, match=r"in use"):
+        second.enable_trajectory_logging(0, 0, path)  # a log over it is refused too
+    first.step(nstep=5)
+    want = first.state_hashes().copy()
+    assert first.stop_recording() == 75
+    np.testing.assert_array_equal(replay_hashes(path), want)
+    second.start_recording(path, seed=2)  # free again
+    second.stop_recording()
+
+
+def test_recording_over_the_file_being_replayed_is_refused(tmp_path):
+    path = tmp_path / "replayed.bin"
+    with er.SimManager(num_worlds=3, num_threads=1) as sim, sim.recording(path, seed=4):
+        sim.step(nstep=20)
+    replay = er.SimManager.from_replay(path, num_threads=1)
+    for _ in range(5):
+        replay.replay_step()
+    other = er.SimManager(num_worlds=3, num_threads=1)
+    for manager in (replay, other):
+        with pytest.raises(er.EscapeRoomError, match=r"a replay is reading it"):
+            manager.start_recording(path, seed=1)
+    while not replay.replay_step():  # the file is intact: the replay goes on to its end
+        pass
+    replay.close()
+    other.start_recording(path, seed=1)  # once the replay closed it, the path is free
+    other.stop_recording()
+    other.close()
+
+
+# -- a bounded stress test: random interleavings from several threads, plus a fork ---------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_interleavings_never_crash_or_hang_and_every_finished_recording_replays(tmp_path, seed):
+    """Four threads call random operations on two shared managers for a bounded time: steps,
+    fused action steps, resets, recording and trajectory-log toggles, hashes, tensor writes,
+    a fork whose child steps and exits, and finally close. Every call runs or raises one of the
+    documented errors; every recording that finished replays exactly."""
+    sims = [
+        er.SimManager(num_worlds=24, num_threads=2, episode_len=20, autoreset_mode=mode)
+        for mode in ("same_step", "next_step")
+    ]
+    finished: list[tuple[object, int]] = []
+    lock = threading.Lock()
+    counter = iter(range(10**6))
+    deadline = time.monotonic() + 6.0
+    allowed = (BUSY, "not recording", "already recording", "this SimManager is closed", "cannot close")
+
+    def operation(sim: er.SimManager, rng: np.random.Generator) -> None:
+        kind = int(rng.integers(10))
+        if kind == 0:
+            sim.step(nstep=int(rng.integers(1, 30)))
+        elif kind == 1:
+            sim._impl.step_actions(rng.integers(0, er.action.NUM_CHOICES, (24, 3)))
+        elif kind == 2:
+            sim.reset_worlds(rng.random(24) < 0.3, seeds=int(rng.integers(2**32)) if rng.random() < 0.5 else None)
+        elif kind == 3:
+            with lock:
+                path = tmp_path / f"s{next(counter)}.bin"
+            sim.start_recording(path, seed=int(rng.integers(2**32)) if rng.random() < 0.7 else None,
+                                checksum_interval=int(rng.integers(1, 9)))
+        elif kind == 4:
+            sim.stop_recording()
+        elif kind == 5:
+            if sim._impl.is_trajectory_logging:
+                sim.disable_trajectory_logging()
+            else:
+                with lock:
+                    log = tmp_path / f"t{next(counter)}.txt"
+                sim.enable_trajectory_logging(int(rng.integers(24)), 0, log)
+        elif kind == 6:
+            sim.state_hashes()
+        elif kind == 7:
+            sim.action_tensor().to_numpy()[:] = rng.integers(-2, 9, (24, 1, 3))
+            sim.reset_tensor().to_numpy()[rng.integers(24)] = 1
+        elif kind == 8 and rng.random() < 0.05 and not UNDER_TSAN:
+            pid = os.fork()
+            if pid == 0:  # the child: steps its copy or gets a clear error, and always exits
+                code = 0
+                try:
+                    sim.step(nstep=3)
+                except er.EscapeRoomError as e:
+                    code = 0 if "forked" in str(e) or "closed" in str(e) else 3
+                except BaseException:  # noqa: BLE001 - any other outcome is a failure
+                    code = 4
+                os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        elif kind == 9:
+            sim.observation_tensor().to_numpy().sum()
+
+    def worker(index: int) -> None:
+        rng = np.random.default_rng(seed * 100 + index)
+        while time.monotonic() < deadline:
+            which = int(rng.integers(2))
+            sim = sims[which]
+            try:
+                operation(sim, rng)
+            except er.EscapeRoomError as e:
+                assert any(a in str(e) for a in allowed), str(e)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # start_recording mid-episode warns that it resets
+        run_threads(*(lambda i=i: worker(i) for i in range(4)), timeout=60)
+    for sim in sims:
+        sim.close()  # finishes a recording still running
+    checked = 0
+    for path in sorted(tmp_path.glob("*.bin")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", er.ReplayTruncatedWarning)
+            meta = er.SimManager.read_replay_metadata(path)
+        assert meta.complete, path
+        replay_hashes(path)  # raises ReplayDivergenceError if anything recorded differs
+        checked += 1
+    assert checked > 0

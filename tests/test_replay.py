@@ -552,7 +552,7 @@ def test_metadata_of_a_real_recording(tmp_path):
     assert isinstance(meta, er.ReplayMetadata)
     assert (meta.num_worlds, meta.num_agents, meta.num_steps, meta.seed) == (6, 3, 30, 77)
     assert meta.autoreset_mode is AutoresetMode.DISABLED
-    assert (meta.rules_version, meta.format_version) == (er.RULES_VERSION, 1)
+    assert (meta.rules_version, meta.format_version) == (er.RULES_VERSION, 2)
     assert (meta.checksum_interval, meta.complete, meta.start, meta.episode_len) == (13, True, "seed", 200)
     assert meta.rooms == tuple(er.default_rooms(3))
     assert meta.world_seeds == tuple(range(40, 46)) and meta.world_episodes == (0,) * 6
@@ -600,14 +600,14 @@ def test_close_while_recording_finishes_the_file(tmp_path):
     sim = er.SimManager(num_worlds=3, num_threads=1)
     sim.start_recording(path, seed=0, checksum_interval=4)
     sim.step(nstep=10)
-    want = sim.state_hashes().copy()
+    want, outputs = sim.state_hashes().copy(), sim._impl.output_digests().copy()
     sim.close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         meta = er.SimManager.read_replay_metadata(path)
         assert meta.complete and meta.num_steps == 10
         with ReplayFile(path) as replay:
-            assert list(replay)[-2:] == [HashRecord(10, want), EndRecord(10)]
+            assert list(replay)[-2:] == [HashRecord(10, want, outputs), EndRecord(10)]
 
 
 def test_reset_worlds_with_an_empty_mask_while_recording_keeps_the_file_replayable(tmp_path):
