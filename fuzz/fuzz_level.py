@@ -27,7 +27,7 @@ import random
 import warnings
 
 import numpy as np
-from atheris_harness import fuzz
+from atheris_harness import byte_mutate, fuzz
 
 import escape_room_env as er
 from escape_room_env.levels import compile_level
@@ -120,9 +120,7 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
         head = bytes([rng.randrange(4) | 0x40 | (0x80 if rng.random() < 0.7 else 0), rng.randrange(256), 0])
         return head + rng.randbytes(8)
     if roll < 0.5 or len(data) < 4 or data[0] & 0x40:
-        import atheris
-
-        return atheris.Mutate(data, max_size)
+        return byte_mutate(data, max_size, rng.getrandbits(32))
     head, rows = bytearray(data[:3]), data[3:].decode("latin-1").split("\n")
     width = max(len(r) for r in rows) or 1
     grid = [list(r.ljust(width, ".")) for r in rows]

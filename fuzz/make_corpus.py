@@ -2,9 +2,11 @@
 
     python fuzz/make_corpus.py            # rewrites fuzz/corpus/replay/ and fuzz/corpus/level/
 
-``replay/``: recordings made by the C++ recorder: every reset mode, 1 to 4 agents, manual and
-immediate resets with and without seeds, out-of-range actions (recorded clamped), a custom level,
-an unfinished and a truncated file, zero steps. ``level/``: ASCII levels, in the harness's input
+``replay/``: recordings made by the C++ recorder (format version 2): every reset mode, 1 to 4
+agents, manual and immediate resets with and without seeds, out-of-range actions (recorded
+clamped), custom levels (one with a door, a momentary door group and two agents; one where agents
+escape between checkpoints, so that the escape bonus and the other reward constants matter to the
+fuzzer's config mutations), an unfinished and a truncated file, zero steps. ``level/``: ASCII levels, in the harness's input
 encoding (see ``fuzz_level.py``), from the shipped levels and small hand-written ones, valid and
 not. Names are stable, so a rerun only changes what the package changed.
 """
@@ -31,14 +33,28 @@ CORRIDOR = """
 #.S.....#
 #########
 """
+# Agents walking up escape every third step: rewards that only a digest of every step would see.
+SHORT = "#####\n#EEE#\n#...#\n#S.S#\n#####"
+DOORS = """
+#######
+#EEEEE#
+#11111#
+#.....#
+#..a..#
+#S...S#
+#######
+"""
 
 
-def _drive(sim: er.SimManager, steps: int, seed: int, *, resets: bool) -> None:
+def _drive(sim: er.SimManager, steps: int, seed: int, *, resets: bool, forward: bool = False) -> None:
     rng = np.random.default_rng(seed)
     W = sim.num_worlds
     for i in range(steps):
         # Wild actions too: the core clamps them, the file holds them clamped.
-        sim.action_tensor().to_numpy()[:] = rng.integers(-2, 10, size=(W, sim.num_agents, 3))
+        actions = rng.integers(-2, 10, size=(W, sim.num_agents, 3))
+        if forward:  # mostly fast, forward, no turn (clamped: 3, 0, 2)
+            actions[rng.random((W, sim.num_agents)) < 0.8] = (9, 0, 2)
+        sim.action_tensor().to_numpy()[:] = actions
         if resets and i % 5 == 2:
             sim.reset_tensor().to_numpy()[:] = rng.random(W) < 0.4
         if resets and i % 7 == 3:
@@ -72,13 +88,30 @@ def replay_corpus(out: Path) -> None:
             True,
         ),
         "custom_level": ({"num_worlds": 2, "levels": [CORRIDOR], "autoreset_mode": "next_step"}, 8, 4, True),
+        "escapes": ({"num_worlds": 3, "num_agents": 2, "levels": [SHORT], "episode_len": 9}, 24, 8, False),
+        "door_level": (
+            {
+                "num_worlds": 2,
+                "num_agents": 2,
+                "levels": [
+                    {"ascii": DOORS, "momentary": [1], "cell_size": 2.5},
+                    CORRIDOR.replace("#.S.....#", "#.S...S.#"),
+                ],
+                "autoreset_mode": "disabled",
+                "reward": {"group_radius": 4.0},
+            },
+            16,
+            6,
+            False,
+        ),
         "zero_steps": ({"num_worlds": 2}, 0, 50, False),
     }
+    forward = {"escapes", "door_level"}
     for name, (kwargs, steps, interval, resets) in cases.items():
         path = out / f"{name}.bin"
         with er.SimManager(num_threads=1, **kwargs) as sim:
             sim.start_recording(path, seed=7, checksum_interval=interval)
-            _drive(sim, steps, seed=len(name), resets=resets)
+            _drive(sim, steps, seed=len(name), resets=resets, forward=name in forward)
             sim.stop_recording()
     # A writer killed before close (header unpatched, no END) and a tail cut inside a record.
     data = (out / "resets_same_step.bin").read_bytes()

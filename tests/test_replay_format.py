@@ -2,7 +2,9 @@
 ReplayFormatError with the byte offset (or a recovered prefix with a warning), never a crash.
 
 The files are built by a small writer below, independent of the C++ recorder, to the byte layout
-of SPEC §5.3. Set ESCAPE_ROOM_SLOW=1 to run the 50,000-mutation fuzz test as well.
+of format version 2 (SPEC §5.3 as amended by issue 14: the header stores the config block's CRC-32
+at byte 76 and its own CRC at byte 80 over bytes [0, 80), then 12 reserved zero bytes; a HASH
+payload is u64 step, u64[W] state hashes, u64[W] output digests). Set ESCAPE_ROOM_SLOW=1 to run the 50,000-mutation fuzz test as well.
 """
 
 from __future__ import annotations
@@ -54,8 +56,13 @@ HEADER_FIELDS = {  # name: (offset, struct format)
     "num_steps": (56, "<Q"),
     "created_unix_ns": (64, "<Q"),
     "checksum_interval": (72, "<I"),
-    "header_crc32": (76, "<I"),
+    "config_crc32": (76, "<I"),
+    "header_crc32": (80, "<I"),
 }
+FORMAT_VERSION = 2
+CONFIG_CRC_AT = 76  # u32 zlib.crc32 of the config block
+HEADER_CRC_AT = 80  # u32 zlib.crc32 of header bytes [0, 80)
+RESERVED_AT = 84  # 12 zero bytes up to 96
 MODE_NAMES = {0: "NEXT_STEP", 1: "SAME_STEP", 2: "DISABLED"}
 
 
@@ -66,6 +73,7 @@ def pack_header(
     config_bytes: int,
     num_steps: int,
     checksum_interval: int,
+    config_crc32: int,
     episode_len: int = 200,
     rand_seed: int = 42,
     autoreset_mode: int = 0,
@@ -74,9 +82,9 @@ def pack_header(
     rules_version: int = 1,
 ) -> bytes:
     head = struct.pack(
-        "<8s6IQ2I3QI",
+        "<8s6IQ2I3Q2I",
         b"ERREPLAY",
-        1,
+        FORMAT_VERSION,
         96,
         rules_version,
         num_worlds,
@@ -89,8 +97,10 @@ def pack_header(
         num_steps,
         created_unix_ns,
         checksum_interval,
+        config_crc32,
     )
-    return head + struct.pack("<I", zlib.crc32(head)) + bytes(16)
+    assert len(head) == HEADER_CRC_AT
+    return head + struct.pack("<I", zlib.crc32(head)) + bytes(12)
 
 
 def frame(tag: bytes, payload: bytes) -> bytes:
@@ -113,13 +123,17 @@ def rset_payload(mask, seeds=None) -> bytes:
     return bits(mask) + b"\x01" + np.asarray(seeds, dtype="<u8")[mask].tobytes()
 
 
-def hash_payload(step: int, hashes) -> bytes:
-    return struct.pack("<Q", step) + np.asarray(hashes, dtype="<u8").tobytes()
+def hash_payload(step: int, hashes, outputs) -> bytes:
+    return (
+        struct.pack("<Q", step)
+        + np.asarray(hashes, dtype="<u8").tobytes()
+        + np.asarray(outputs, dtype="<u8").tobytes()
+    )
 
 
 def make_config(num_worlds: int, num_agents: int, checksum_interval: int, **overrides) -> dict:
     config = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "rules_version": 1,
         "num_worlds": num_worlds,
         "num_agents": num_agents,
@@ -178,8 +192,8 @@ def build(
     def hashes():
         return rng.integers(0, 2**64, W, dtype=np.uint64)
 
-    h = hashes()
-    add(b"HASH", hash_payload(0, h), HashRecord(0, h))
+    h, o = hashes(), hashes()
+    add(b"HASH", hash_payload(0, h, o), HashRecord(0, h, o))
     for k in range(num_steps):
         if k % 7 == 3:  # an immediate reset, alternately with and without seeds
             mask = rng.random(W) < 0.5
@@ -195,8 +209,8 @@ def build(
         ).astype(np.int8)
         add(b"STEP", step_payload(reset, actions), StepRecord(k, reset, actions))
         if (k + 1) % checksum_interval == 0 or k + 1 == num_steps:
-            h = hashes()
-            add(b"HASH", hash_payload(k + 1, h), HashRecord(k + 1, h))
+            h, o = hashes(), hashes()
+            add(b"HASH", hash_payload(k + 1, h, o), HashRecord(k + 1, h, o))
     if with_end:
         add(b"END ", struct.pack("<Q", num_steps), EndRecord(num_steps))
     config_bytes = json.dumps(config or make_config(W, A, checksum_interval)).encode()
@@ -206,6 +220,7 @@ def build(
         config_bytes=len(config_bytes),
         num_steps=num_steps if finished else UNFINISHED,
         checksum_interval=checksum_interval,
+        config_crc32=zlib.crc32(config_bytes),
     )
     start = len(head) + len(config_bytes)
     spans, pos = [], start
@@ -220,7 +235,7 @@ def patch(data: bytes, offset: int, fmt: str, value: int, *, fix_crc: bool = Tru
     out = bytearray(data)
     struct.pack_into(fmt, out, offset, value)
     if fix_crc:
-        struct.pack_into("<I", out, 76, zlib.crc32(bytes(out[:76])))
+        struct.pack_into("<I", out, HEADER_CRC_AT, zlib.crc32(bytes(out[:HEADER_CRC_AT])))
     return bytes(out)
 
 
@@ -292,7 +307,10 @@ def test_round_trip_decodes_every_record_exactly(write):
         assert step.reset.dtype == np.bool_ and step.reset.shape == (11,)
         assert step.actions.dtype == np.int8 and step.actions.shape == (11, 3, 3)
         assert not step.actions.flags.writeable
-        assert replay.record(0).hashes.dtype == np.uint64
+        first = replay.record(0)
+        assert first.hashes.dtype == first.outputs.dtype == np.uint64
+        assert not first.hashes.flags.writeable and not first.outputs.flags.writeable
+        assert not np.array_equal(first.hashes, first.outputs)  # two arrays, in the file's order
         resets = [r for r in decoded if isinstance(r, ResetRecord)]
         assert any(r.seeds is None for r in resets) and any(r.seeds is not None for r in resets)
         assert all(r.seeds is None or r.seeds.dtype == np.uint64 for r in resets)
@@ -311,7 +329,7 @@ def test_metadata_fields_and_mapping_access(write):
     assert (meta.num_worlds, meta.num_agents, meta.episode_len, meta.seed) == (3, 2, 200, 42)
     assert meta.num_steps == 20 and meta.complete
     assert meta.autoreset_mode is AutoresetMode.NEXT_STEP
-    assert (meta.rules_version, meta.format_version, meta.checksum_interval) == (er.RULES_VERSION, 1, 5)
+    assert (meta.rules_version, meta.format_version, meta.checksum_interval) == (er.RULES_VERSION, 2, 5)
     assert meta.created == datetime.datetime(2025, 11, 21, 4, 40, 0, 123456, tzinfo=datetime.timezone.utc)
     assert meta.rooms == ("button", "cube_blocking", "cube_button")
     assert meta.reward == {"progress_scale": 0.05, "escape_bonus": 1.0}
@@ -395,12 +413,42 @@ def _field(name: str, value: int, fix_crc: bool = True):
 HEADER_CASES = {
     "bad magic": (lambda d: b"ERREPLAZ" + d[8:], 0, "bad magic"),
     "not a replay at all": (lambda d: b"PK\x03\x04" + d[4:], 0, "bad magic"),
-    "format_version 2": (_field("format_version", 2), 8, "unsupported format_version 2"),
+    "format_version 1": (
+        _field("format_version", 1),
+        8,
+        r"unsupported format_version 1, this reader reads version 2$",
+    ),
+    "format_version 3": (_field("format_version", 3), 8, "unsupported format_version 3"),
     "format_version 0": (_field("format_version", 0), 8, "format_version 0"),
     "header_bytes 128": (_field("header_bytes", 128), 12, "header_bytes is 128"),
-    "header CRC (field edited)": (_field("episode_len", 300, fix_crc=False), 76, "header CRC mismatch"),
-    "header CRC (CRC edited)": (lambda d: d[:76] + bytes([d[76] ^ 1]) + d[77:], 76, "header CRC mismatch"),
-    "reserved bytes": (lambda d: patch(d[:90] + b"\x01" + d[91:], 0, "<8s", b"ERREPLAY"), 80, "reserved"),
+    "header CRC (field edited)": (_field("episode_len", 300, fix_crc=False), 80, "header CRC mismatch"),
+    "header CRC (CRC edited)": (lambda d: d[:80] + bytes([d[80] ^ 1]) + d[81:], 80, "header CRC mismatch"),
+    # the header CRC covers the config CRC too
+    "header CRC (config CRC edited)": (
+        lambda d: d[:76] + bytes([d[76] ^ 1]) + d[77:],
+        80,
+        r"header CRC mismatch: stored 0x[0-9a-f]{8}, computed 0x[0-9a-f]{8}$",
+    ),
+    "config CRC edited, header CRC fixed": (
+        _field("config_crc32", 0),
+        76,
+        r"config block CRC mismatch: stored 0x00000000, computed 0x[0-9a-f]{8} \(the config block was changed\)$",
+    ),
+    "reserved bytes (first)": (
+        lambda d: patch(d[:84] + b"\x01" + d[85:], 0, "<8s", b"ERREPLAY"),
+        84,
+        "reserved",
+    ),
+    "reserved bytes (middle)": (
+        lambda d: patch(d[:90] + b"\x80" + d[91:], 0, "<8s", b"ERREPLAY"),
+        84,
+        "reserved",
+    ),
+    "reserved bytes (last)": (
+        lambda d: patch(d[:95] + b"\x01" + d[96:], 0, "<8s", b"ERREPLAY"),
+        84,
+        "reserved header bytes are not zero",
+    ),
     "rules_version 0": (_field("rules_version", 0), 16, "rules_version is 0"),
     "num_worlds 0": (_field("num_worlds", 0), 20, "num_worlds is 0"),
     "num_worlds 2**32-1": (_field("num_worlds", 2**32 - 1), 20, "does not fit"),
@@ -457,9 +505,17 @@ def test_header_claiming_huge_sizes_allocates_nothing(write):
 # -- config ----------------------------------------------------------------------------------
 
 
-def with_config(config_bytes: bytes, rec: Recording = GOOD) -> bytes:
-    head = patch(rec.data[:96], 48, "<Q", len(config_bytes))
-    return head + config_bytes + rec.data[rec.records_start :]
+def with_config(config_bytes: bytes, rec: Recording = GOOD, *, fix_config_crc: bool = True) -> bytes:
+    """``rec`` with another config block: config_bytes and the header CRC fixed, and the config
+    CRC too unless asked not to (the block then reads as edited)."""
+    head = patch(rec.data[:96], 48, "<Q", len(config_bytes), fix_crc=False)
+    if fix_config_crc:
+        head = patch(head, CONFIG_CRC_AT, "<I", zlib.crc32(config_bytes), fix_crc=False)
+    return (
+        patch(head, HEADER_CRC_AT, "<I", zlib.crc32(head[:HEADER_CRC_AT]))
+        + config_bytes
+        + rec.data[rec.records_start :]
+    )
 
 
 def test_config_invalid_utf8_names_the_byte(write):
@@ -528,7 +584,8 @@ def test_config_missing_key(write, key):
         ({"episode_len": 100}, "episode_len is 100"),
         ({"rand_seed": 43}, "rand_seed is 43"),
         ({"checksum_interval": 50}, "checksum_interval is 50"),
-        ({"format_version": 2}, "format_version is 2"),
+        ({"format_version": 1}, "format_version is 1, the header says 2"),
+        ({"format_version": 3}, "format_version is 3, the header says 2"),
         ({"rules_version": 2}, "rules_version is 2"),
         ({"autoreset_mode": "SAME_STEP"}, "autoreset_mode is 'SAME_STEP'"),
         ({"autoreset_mode": 0}, "autoreset_mode is 0"),
@@ -557,6 +614,345 @@ def test_config_extra_keys_are_kept(write):
     assert meta.config["notes"][0]["name"] == "x"
 
 
+# -- config integrity (format version 2) -----------------------------------------------------
+
+LEVEL_SPEC = {
+    "name": "box",
+    "ascii": ["#####", "#EEE#", "#...#", "#S.S#", "#####"],
+    "momentary": [],
+    "cell_size": 2.0,
+}
+
+
+def level_config(num_worlds: int = 3, num_agents: int = 2) -> dict:
+    return make_config(
+        num_worlds,
+        num_agents,
+        5,
+        rooms=[],
+        levels=[dict(LEVEL_SPEC)],
+        world_levels=[0] * num_worlds,
+    )
+
+
+LEVELS = build(config=level_config())  # 3 worlds, 2 agents, one custom level
+ONE_AGENT = build(num_worlds=3, num_agents=1)
+
+
+def config_block(data: bytes) -> bytes:
+    (size,) = struct.unpack_from("<Q", data, 48)
+    return data[96 : 96 + size]
+
+
+def edit_config(rec: Recording, *edits: tuple[str, str], fix_config_crc: bool = True, header=()) -> bytes:
+    """``rec`` with its config block's text edited (each ``old`` must occur once), config_bytes
+    and the header CRC fixed, the config CRC fixed unless asked not to, and header fields set."""
+    text = config_block(rec.data).decode()
+    for old, new in edits:
+        assert text.count(old) == 1, (old, text)
+        text = text.replace(old, new)
+    data = with_config(text.encode(), rec, fix_config_crc=fix_config_crc)
+    for name, value in header:
+        offset, fmt = HEADER_FIELDS[name]
+        data = patch(data, offset, fmt, value)
+    return data
+
+
+def crc_mismatch(stored_for: bytes, block: bytes) -> str:
+    """The exact reason the reader gives for a config block whose CRC was not updated."""
+    return (
+        re.escape(
+            f"config block CRC mismatch: stored {zlib.crc32(stored_for):#010x}, computed "
+            f"{zlib.crc32(block):#010x} (the config block was changed)"
+        )
+        + "$"
+    )
+
+
+CONFIG_EDITS = {  # an edit of the config block (and header fields to match), its CRC left as recorded
+    "a reward constant": (GOOD, '"progress_scale": 0.05', '"progress_scale": 0.07', ()),
+    "a reward constant, same value spelled differently": (
+        GOOD,
+        '"escape_bonus": 1.0',
+        '"escape_bonus": 1.00',
+        (),
+    ),
+    "a level cell": (LEVELS, '"#...#"', '"#.#.#"', ()),
+    "a level's cell_size": (LEVELS, '"cell_size": 2.0', '"cell_size": 2.5', ()),
+    "a room": (GOOD, '"cube_blocking"', '"button"', ()),
+    "a world seed": (GOOD, '"world_seeds": [42,', '"world_seeds": [41,', ()),
+    "episode_len (header and config)": (
+        GOOD,
+        '"episode_len": 200',
+        '"episode_len": 100',
+        [("episode_len", 100)],
+    ),
+    "whitespace only": (GOOD, '"rooms": [', '"rooms":  [', ()),
+    "a note only": (GOOD, '"recorded_with": "tests"', '"recorded_with": "tests!"', ()),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_EDITS))
+def test_config_edited_without_its_crc_is_refused_at_byte_76(write, case):
+    rec, old, new, header = CONFIG_EDITS[case]
+    # config_bytes and the header CRC fixed, the config CRC as recorded
+    data = edit_config(rec, (old, new), fix_config_crc=False, header=header)
+    reason = crc_mismatch(config_block(rec.data), config_block(data))
+    path = write(data)
+    expect_error(path, 76, reason)
+    with pytest.raises(ReplayFormatError, match=re.escape(f"{path}: byte 76: ") + reason):
+        read_replay_metadata(path)
+    with pytest.raises(ReplayFormatError, match=re.escape(f"{path}: byte 76: ") + reason):
+        er.SimManager.from_replay(path)
+    # The same edit with the CRC updated reads: the refusal above is the CRC's.
+    meta = read_replay_metadata(write(edit_config(rec, (old, new), header=header)))
+    assert meta.config == json.loads(config_block(data))
+
+
+def test_config_crc_is_checked_before_the_block_is_parsed(write):
+    block = config_block(GOOD.data)
+    k = block.index(b'"rooms"')
+    # Bytes edited in place: neither config_bytes nor the header changed.
+    flipped = bytearray(GOOD.data)
+    flipped[96 + k + 1] ^= 0x20  # "rooms" -> "Rooms"
+    expect_error(write(bytes(flipped)), 76, crc_mismatch(block, bytes(flipped[96 : GOOD.records_start])))
+    # Invalid UTF-8 or JSON behind a stale CRC is reported as the CRC mismatch, not as a parse error.
+    for bad in (block[:k] + b"\xff" + block[k + 1 :], block[:k] + b"," + block[k:]):
+        expect_error(write(with_config(bad, fix_config_crc=False)), 76, crc_mismatch(block, bad))
+    # config_bytes one short (header CRC fixed): the block read is a prefix, its CRC differs.
+    short = patch(GOOD.data, 48, "<Q", len(block) - 1)
+    expect_error(write(short), 76, crc_mismatch(block, block[:-1]))
+    # An empty config block with its CRC (0) in place is a JSON error, at byte 96.
+    expect_error(write(with_config(b"")), 96, "config block is not valid JSON")
+
+
+_CELL = '"cell_size": 2.0'
+_REWARD = '"escape_bonus": 1.0'
+CRAFTED_CONFIGS = {  # name: (base, text edits, header fields set, offset, reason); every CRC fixed
+    "cell_size 1e400": (LEVELS, [(_CELL, '"cell_size": 1e400')], (), 96, r"levels\[0\]: .*cell_size.* inf$"),
+    "cell_size -1e400": (
+        LEVELS,
+        [(_CELL, '"cell_size": -1e400')],
+        (),
+        96,
+        r"levels\[0\]: .*cell_size.* -inf$",
+    ),
+    "cell_size NaN": (LEVELS, [(_CELL, '"cell_size": NaN')], (), 96, r"levels\[0\]: .*cell_size.* nan$"),
+    "cell_size Infinity": (
+        LEVELS,
+        [(_CELL, '"cell_size": Infinity')],
+        (),
+        96,
+        r"levels\[0\]: .*cell_size.* inf$",
+    ),
+    "cell_size 1e-400 (0.0)": (LEVELS, [(_CELL, '"cell_size": 1e-400')], (), 96, r"levels\[0\]: .*cell_size"),
+    "cell_size 3e38": (LEVELS, [(_CELL, '"cell_size": 3e38')], (), 96, r"levels\[0\]: .*cell_size"),
+    "cell_size 1e300": (LEVELS, [(_CELL, '"cell_size": 1e300')], (), 96, r"levels\[0\]: .*cell_size"),
+    "cell_size 10**5000": (LEVELS, [(_CELL, '"cell_size": 1' + "0" * 5000)], (), 96, "not valid JSON"),
+    "cell_size a string": (LEVELS, [(_CELL, '"cell_size": "2"')], (), 96, r"levels\[0\]: .*cell_size"),
+    "cell_size true": (LEVELS, [(_CELL, '"cell_size": true')], (), 96, r"levels\[0\]: .*cell_size"),
+    "cell_size null": (LEVELS, [(_CELL, '"cell_size": null')], (), 96, r"levels\[0\]: .*cell_size"),
+    "duplicate key, the last 1e400": (
+        LEVELS,
+        [(_CELL, '"cell_size": 2.0, "cell_size": 1e400')],
+        (),
+        96,
+        r"levels\[0\]: .*cell_size.* inf$",
+    ),
+    "momentary group 1e400": (LEVELS, [('"momentary": []', '"momentary": [1e400]')], (), 96, "momentary"),
+    "momentary group 99": (LEVELS, [('"momentary": []', '"momentary": [99]')], (), 96, "momentary|group 99"),
+    "momentary group true": (LEVELS, [('"momentary": []', '"momentary": [true]')], (), 96, "momentary"),
+    "level without S": (LEVELS, [('"#S.S#"', '"#...#"')], (), 96, r"levels\[0\]: .*'S'"),
+    "level row of 5000 cells": (LEVELS, [('"#S.S#"', '"#S.S' + "." * 5000 + '#"')], (), 96, r"levels\[0\]: "),
+    "level of 5000 rows": (
+        LEVELS,
+        [('"#S.S#"', '"#S.S#", ' + ", ".join(['"#...#"'] * 5000))],
+        (),
+        96,
+        r"levels\[0\]: ",
+    ),
+    "level NUL cell": (LEVELS, [('"#S.S#"', '"#S\\u0000S#"')], (), 96, r"levels\[0\]: .*0x00"),
+    "level ascii a number": (LEVELS, [('"ascii": [', '"ascii": 5, "_": [')], (), 96, r"levels\[0\]: "),
+    "level rows of numbers": (
+        LEVELS,
+        [('["#####", "#EEE#", "#...#", "#S.S#", "#####"]', "[1, 2, 3]")],
+        (),
+        96,
+        r"levels\[0\]: .*'ascii'",
+    ),
+    "level name a number": (LEVELS, [('"name": "box"', '"name": 5')], (), 96, r"levels\[0\]: .*'name'"),
+    "level a string": (
+        LEVELS,
+        [(json.dumps(LEVEL_SPEC), json.dumps("\n".join(LEVEL_SPEC["ascii"])))],
+        (),
+        96,
+        r"levels\[0\] must be a level's dict form",
+    ),
+    "levels empty": (LEVELS, [(json.dumps([LEVEL_SPEC]), "[]")], (), 96, "levels must list 1 to 1024"),
+    "levels 2000": (
+        LEVELS,
+        [(json.dumps([LEVEL_SPEC]), json.dumps([LEVEL_SPEC] * 2000))],
+        (),
+        96,
+        "levels must list 1 to 1024",
+    ),
+    "world_levels wrong": (
+        LEVELS,
+        [('"world_levels": [0, 0, 0]', '"world_levels": [0, 0, 1]')],
+        (),
+        96,
+        "world_levels",
+    ),
+    "levels and rooms": (LEVELS, [('"rooms": []', '"rooms": ["button"]')], (), 96, "rooms must be \\[\\]"),
+    "reward 1e400": (GOOD, [(_REWARD, '"escape_bonus": 1e400')], (), 96, r"reward\.escape_bonus is inf$"),
+    "reward -1e400": (GOOD, [(_REWARD, '"escape_bonus": -1e400')], (), 96, r"reward\.escape_bonus is -inf$"),
+    "reward NaN": (GOOD, [(_REWARD, '"escape_bonus": NaN')], (), 96, r"reward\.escape_bonus is nan$"),
+    "reward 3e38": (GOOD, [(_REWARD, '"escape_bonus": 3e38')], (), 96, r"reward\.escape_bonus is 3"),
+    "progress_scale 3e38": (
+        GOOD,
+        [('"progress_scale": 0.05', '"progress_scale": 3e38')],
+        (),
+        96,
+        r"reward\.progress_scale is 3",
+    ),
+    "reward 1e300 (float32 inf)": (
+        GOOD,
+        [(_REWARD, '"escape_bonus": 1e300')],
+        (),
+        96,
+        r"reward\.escape_bonus",
+    ),
+    "reward 1000001": (GOOD, [(_REWARD, '"escape_bonus": 1000001')], (), 96, r"reward\.escape_bonus"),
+    "reward 10**400": (GOOD, [(_REWARD, '"escape_bonus": 1' + "0" * 400)], (), 96, "config block: "),
+    "reward a string": (GOOD, [(_REWARD, '"escape_bonus": "1"')], (), 96, "must be a number"),
+    "reward true": (GOOD, [(_REWARD, '"escape_bonus": true')], (), 96, "must be a number"),
+    "double_button with one agent": (
+        ONE_AGENT,
+        [('"rooms": ["button",', '"rooms": ["double_button",')],
+        (),
+        96,
+        r"double_button.*num_agents",
+    ),
+    "five rooms": (
+        GOOD,
+        [('"rooms": ["button",', '"rooms": ["button", "button", "button", "button",')],
+        (),
+        96,
+        "rooms must list 1 to 4",
+    ),
+    "room a number": (GOOD, [('"rooms": ["button",', '"rooms": [1,')], (), 96, "rooms must list"),
+    "room null": (GOOD, [('"rooms": ["button",', '"rooms": [null,')], (), 96, "rooms must list"),
+    "episode_len 2**31 (header and config)": (
+        GOOD,
+        [('"episode_len": 200', '"episode_len": 2147483648')],
+        [("episode_len", 2**31)],
+        28,
+        r"episode_len is 2147483648, expected 1\.\.2147483647$",
+    ),
+    "episode_len 2**32-1 (header and config)": (
+        GOOD,
+        [('"episode_len": 200', '"episode_len": 4294967295')],
+        [("episode_len", 2**32 - 1)],
+        28,
+        "episode_len is 4294967295",
+    ),
+    "episode_len 2**31 (config only)": (
+        GOOD,
+        [('"episode_len": 200', '"episode_len": 2147483648')],
+        (),
+        96,
+        "episode_len is 2147483648, the header says 200",
+    ),
+    "episode_len 1e400": (
+        GOOD,
+        [('"episode_len": 200', '"episode_len": 1e400')],
+        (),
+        96,
+        "episode_len is inf",
+    ),
+    "num_worlds in the header only": (
+        GOOD,
+        [],
+        [("num_worlds", 4)],
+        96,
+        "num_worlds is 3, the header says 4",
+    ),
+    "num_worlds in the config only": (
+        GOOD,
+        [('"num_worlds": 3', '"num_worlds": 1099511627776')],
+        (),
+        96,
+        "num_worlds is 1099511627776, the header says 3",
+    ),
+    "num_worlds 4 in header and config, 3 seeds": (
+        GOOD,
+        [('"num_worlds": 3', '"num_worlds": 4')],
+        [("num_worlds", 4)],
+        96,
+        r"world_seeds must list num_worlds \(4\) integers, got 3 entries",
+    ),
+    "num_agents 3 in header and config, a level for 2": (
+        LEVELS,
+        [('"num_agents": 2', '"num_agents": 3')],
+        [("num_agents", 3)],
+        96,
+        r"levels\[0\]: .*'S'",
+    ),
+    "rand_seed 1e400": (GOOD, [('"rand_seed": 42', '"rand_seed": 1e400')], (), 96, "rand_seed is inf"),
+    "rand_seed 2**64 (header 2**64-1)": (
+        GOOD,
+        [('"rand_seed": 42', '"rand_seed": 18446744073709551616')],
+        [("rand_seed", 2**64 - 1)],
+        96,
+        "rand_seed is 18446744073709551616",
+    ),
+    "world seed 1e400": (
+        GOOD,
+        [('"world_seeds": [42,', '"world_seeds": [1e400,')],
+        (),
+        96,
+        r"world_seeds\[0\] is inf",
+    ),
+    "world episode -1": (
+        GOOD,
+        [('"world_episodes": [0,', '"world_episodes": [-1,')],
+        (),
+        96,
+        r"world_episodes\[0\]",
+    ),
+    "checksum_interval 0 (config only)": (
+        GOOD,
+        [('"checksum_interval": 5', '"checksum_interval": 0')],
+        (),
+        96,
+        "checksum_interval is 0",
+    ),
+    "deeply nested reward": (
+        GOOD,
+        [(_REWARD, '"escape_bonus": ' + "[" * 50_000 + "]" * 50_000)],
+        (),
+        96,
+        "config block",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CRAFTED_CONFIGS))
+def test_crafted_config_values_are_format_errors(write, case):
+    """Huge, impossible or ill-typed values behind correct CRCs: a ReplayFormatError naming the
+    byte (the header field, or the config block at 96) from every entry point, never another
+    exception (ValueError, OverflowError, TypeError, RecursionError)."""
+    rec, edits, header, offset, reason = CRAFTED_CONFIGS[case]
+    path = write(edit_config(rec, *edits, header=header))
+    expect_error(path, offset, reason)
+    for entry in (read_replay_metadata, er.SimManager.read_replay_metadata, er.SimManager.from_replay):
+        with pytest.raises(ReplayFormatError) as info:
+            entry(path)
+        assert type(info.value) is ReplayFormatError
+        assert str(info.value).startswith(f"{path}: byte {offset}: "), str(info.value)
+        assert re.search(reason, str(info.value)), str(info.value)
+
+
 # -- records ---------------------------------------------------------------------------------
 
 
@@ -572,7 +968,9 @@ def test_unknown_tag(write):
     [
         (StepRecord, bytes(1 + 18 + 1), "STEP record payload_len 20, expected 19"),
         (StepRecord, bytes(1 + 18 - 1), "STEP record payload_len 18, expected 19"),
-        (HashRecord, bytes(8 + 8 * 3 - 8), "HASH record payload_len 24, expected 32"),
+        (HashRecord, bytes(8 + 8 * 3 - 8), "HASH record payload_len 24, expected 56"),
+        (HashRecord, bytes(8 + 8 * 3), "HASH record payload_len 32, expected 56"),  # a version 1 HASH
+        (HashRecord, bytes(8 + 16 * 3 + 8), "HASH record payload_len 64, expected 56"),
         (EndRecord, bytes(4), "END record payload_len 4, expected 8"),
         (ResetRecord, b"\x01", r"RSET record payload_len 1, expected 2\.\.26"),
         (ResetRecord, b"\x01\x01", r"RSET record payload_len 2, expected 10 \(1 worlds, has_seeds 1\)"),
@@ -638,7 +1036,7 @@ def test_rset_padding_bits_empty_mask_and_has_seeds(write):
 def test_data_after_end(write):
     end = len(GOOD.data)
     expect_error(write(GOOD.data + b"\x00"), end, "1 bytes of data after the END record")
-    record = frame(b"HASH", hash_payload(20, [1, 2, 3]))
+    record = frame(b"HASH", hash_payload(20, [1, 2, 3], [4, 5, 6]))
     expect_error(write(GOOD.data + record), end, "data after the END record")
 
 
@@ -650,7 +1048,7 @@ def test_record_order_rules(write):
     i = index_of(GOOD, HashRecord, 1)
     start = GOOD.spans[i][0]
     expect_error(
-        write(with_record(GOOD, i, b"HASH", hash_payload(4, [0, 0, 0]))),
+        write(with_record(GOOD, i, b"HASH", hash_payload(4, [0, 0, 0], [0, 0, 0]))),
         start,
         "HASH record for step 4 after 5",
     )
@@ -743,7 +1141,9 @@ def test_truncation_at_every_byte_offset(write):
 def mutate(rec: Recording, rng: np.random.Generator) -> bytes:
     data = bytearray(rec.data)
     n = len(data)
-    op = int(rng.integers(9))
+    op = int(rng.integers(10))
+    if op == 9:  # the config block: one value changed to another valid-JSON value, every CRC fixed
+        return with_config(mutate_config_value(config_block(rec.data), rng), rec)
     if op == 0:  # flip bits
         for _ in range(int(rng.integers(1, 5))):
             data[int(rng.integers(n))] ^= 1 << int(rng.integers(8))
@@ -780,6 +1180,36 @@ def mutate(rec: Recording, rng: np.random.Generator) -> bytes:
     return bytes(data)
 
 
+CONFIG_VALUES = (
+    None, True, 0, 1, -1, 2, 5, 2**31, 2**32, 2**64, 0.5, 1e6, 3e38, float("inf"), float("nan"), "",
+    "button", "double_button", "SAME_STEP", "fresh", [], [0], ["button"], {}, {"escape_bonus": 2.0},
+)  # fmt: skip
+
+
+def mutate_config_value(block: bytes, rng: np.random.Generator) -> bytes:
+    """The config block with one value (a top-level key's, a reward field's or a list entry's)
+    replaced by another valid-JSON value, or a key removed or added; re-serialised."""
+    config = json.loads(block)
+    slots = [(config, key) for key in config]
+    slots += [
+        (config["reward"], key) for key in config.get("reward", {}) if isinstance(config["reward"], dict)
+    ]
+    slots += [
+        (config[key], i)
+        for key in ("world_seeds", "world_episodes", "rooms")
+        for i in range(len(config[key]))
+    ]
+    target, key = slots[int(rng.integers(len(slots)))]
+    roll = rng.random()
+    if roll < 0.1 and isinstance(target, dict):
+        del target[key]
+    elif roll < 0.2 and isinstance(target, dict):
+        target["progress_scale" if target is not config else "extra"] = 1.5
+    else:
+        target[key] = CONFIG_VALUES[int(rng.integers(len(CONFIG_VALUES)))]
+    return json.dumps(config).encode()
+
+
 def check_mutant(path: str) -> str:
     """Open and fully decode a mutated file; any outcome but these fails the test."""
     try:
@@ -801,7 +1231,7 @@ def check_mutant(path: str) -> str:
                 assert r.actions.shape == (meta.num_worlds, meta.num_agents, 3)
                 assert r.actions.min() >= 0 and (r.actions.max(axis=(0, 1)) < [4, 8, 5]).all()
             elif isinstance(r, HashRecord):
-                assert r.hashes.shape == (meta.num_worlds,)
+                assert r.hashes.shape == r.outputs.shape == (meta.num_worlds,)
         if meta.complete:
             assert isinstance(records[-1], EndRecord) and not caught
         return "warned" if caught else "ok"
