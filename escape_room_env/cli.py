@@ -5,15 +5,31 @@ escape-room info [FILE] [--json]      (a replay's metadata, or the build, CUDA, 
 escape-room record OUT / replay FILE  (recordings, SPEC §5.2)
 escape-room render-level NAME|FILE    (a custom level's top-down picture, PNG)
 escape-room bench                     (the quick core benchmark and its table)
+
+Each command is a function with keyword parameters, whose defaults are the command line's;
+the parser only collects them. ``main`` turns every error into one line on stderr,
+``escape-room: error: <message>``, never a traceback (``escape-room --traceback ...`` shows
+it, for a bug report). Exit status: 0 done; 1 the command failed (a replay that is corrupt or
+does not verify, a file that cannot be read or written, the simulator); 2 an invalid argument
+(argparse's own usage errors, and ``ValueError``/``TypeError``/``OverflowError`` from a value
+or an input file); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from escape_room_env.ppo import Args
+
+PROG = "escape-room"
 
 
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
@@ -49,10 +65,12 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def _cmd_train(ns: argparse.Namespace) -> int:
-    from escape_room_env.ppo import Args, train
+def _train(args: Args, *, video: str | None = None) -> int:
+    """``escape-room train``: trains with ``args`` (a ``ppo.Args``), then optionally films the policy."""
+    from escape_room_env.ppo import train
 
-    args = Args(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(Args)})
+    if video and not args.save_dir:
+        raise ValueError("--video needs the run saved (a --save-dir)")
     result = train(args)
     print(
         f"done: {result.global_step:,} steps in {result.seconds / 60:.1f} min, last {min(result.episodes, 1000)} "
@@ -61,118 +79,130 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     )
     if result.run_dir is not None:
         print(f"saved {result.run_dir / 'policy.pt'} and {result.run_dir / 'progress.csv'}")
-    if ns.video:
-        return _policy_video(ns, result.run_dir)
+    if video:
+        return _policy_video(result.run_dir, video, num_agents=args.num_agents, seed=args.seed)
     return 0
 
 
-def _policy_video(ns: argparse.Namespace, run_dir) -> int:
+def _policy_video(run_dir, video: str, *, num_agents: int, seed: int) -> int:
     """Records the trained policy for one episode (200 steps) in 4 worlds and renders world 0."""
-    if run_dir is None:
-        print("error: --video needs the run saved (a run directory)", file=sys.stderr)
-        return 1
     replay = run_dir / "policy_replay.bin"
-    record = argparse.Namespace(
-        out=str(replay), steps=200, num_worlds=4, num_agents=ns.num_agents, seed=ns.seed,
-        episode_len=200, autoreset_mode="same_step", checksum_interval=50,
-        policy=str(run_dir / "policy.pt"), level=None,
+    _record(
+        str(replay), steps=200, num_worlds=4, num_agents=num_agents, seed=seed, episode_len=200,
+        checksum_interval=50, policy=str(run_dir / "policy.pt"),
     )  # fmt: skip
-    if _cmd_record(record) != 0:
-        return 1
-    video = argparse.Namespace(
-        file=str(replay), video=ns.video, world=0, first_person=True, max_steps=None, scale=8.0, fps=10.0
-    )
-    return _replay_video(video)
+    return _replay_video(str(replay), video, first_person=True)
 
 
-def _cmd_record(ns: argparse.Namespace) -> int:
+def _record(
+    out: str,
+    *,
+    steps: int = 1000,
+    num_worlds: int = 16,
+    num_agents: int = 1,
+    seed: int = 0,
+    episode_len: int = 200,
+    autoreset_mode: str = "same_step",
+    checksum_interval: int = 50,
+    levels: list[str] | None = None,
+    policy: str | None = None,
+) -> int:
+    """``escape-room record``: ``steps`` steps of random actions, or of a saved policy, to ``out``."""
     import numpy as np
 
     import escape_room_env as er
 
-    sim = er.SimManager(
-        num_worlds=ns.num_worlds,
-        rand_seed=ns.seed,
-        num_agents=ns.num_agents,
-        autoreset_mode=ns.autoreset_mode,
-        episode_len=ns.episode_len,
-        levels=ns.level,
-    )
-    actions = sim.action_tensor().to_numpy()
-    obs = sim.observation_tensor().to_numpy()
-    policy = None
-    if ns.policy:
+    if steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {steps}")
+    agent = None
+    if policy:  # before the simulator: a bad policy file costs nothing
         import torch
 
         from escape_room_env.ppo import load_agent
 
-        policy = load_agent(ns.policy)
-    rng = np.random.default_rng(ns.seed)
+        agent = load_agent(policy)
+    sim = er.SimManager(
+        num_worlds=num_worlds,
+        rand_seed=seed,
+        num_agents=num_agents,
+        autoreset_mode=autoreset_mode,
+        episode_len=episode_len,
+        levels=levels,
+    )
+    actions = sim.action_tensor().to_numpy()
+    obs = sim.observation_tensor().to_numpy()
+    if agent is not None and agent.obs_dim != obs.shape[-1]:
+        raise ValueError(
+            f"--policy {policy} takes observations of {agent.obs_dim} values, but with {num_agents} "
+            f"agent(s) per world they have {obs.shape[-1]}: record with the --num-agents it was trained with"
+        )
+    rng = np.random.default_rng(seed)
     done = sim.done_tensor().to_numpy()
     episodes = escapes = 0
-    with sim.recording(ns.out, seed=ns.seed, checksum_interval=ns.checksum_interval):
-        for _ in _steps(ns.steps, "recording"):
-            if policy is None:
+    with sim.recording(out, seed=seed, checksum_interval=checksum_interval):
+        for _ in _steps(steps, "recording"):
+            if agent is None:
                 actions[:] = rng.integers(0, (4, 8, 5), size=actions.shape)
             else:
                 with torch.no_grad():
-                    flat = policy.act(torch.from_numpy(obs.reshape(-1, obs.shape[-1]).copy()))
+                    flat = agent.act(torch.from_numpy(obs.reshape(-1, obs.shape[-1]).copy()))
                 actions[:] = flat.numpy().reshape(actions.shape)
             sim.step()
             finished = done[:, 0, 0] == 1
             episodes += int(finished.sum())
             escapes += int((sim.termination_reason_tensor().to_numpy()[finished, 0, 0] == 1).sum())
-    who = f"policy {ns.policy}" if policy is not None else "random actions"
+    who = f"policy {policy}" if agent is not None else "random actions"
     print(
-        f"recorded {ns.steps} steps of {ns.num_worlds} worlds ({who}) to {ns.out}: "
+        f"recorded {steps} steps of {num_worlds} worlds ({who}) to {out}: "
         f"{episodes} episodes ended, {escapes} escaped"
     )
     return 0
 
 
-def _cmd_replay(ns: argparse.Namespace) -> int:
+def _replay(file: str, *, verify: bool = False, video: str | None = None, **video_options) -> int:
+    """``escape-room replay``: plays ``file`` back, verifying its state hashes, or films it
+    (``video_options``: those of :func:`_replay_video`, which need ``video``)."""
     import escape_room_env as er
 
-    if ns.video:
-        return _replay_video(ns)
-    try:
-        sim = er.SimManager.from_replay(ns.file)
-        _, total = sim.get_replay_step_count()
-        done = sim.done_tensor().to_numpy()
-        episodes = 0
-        for _ in _steps(total, "replaying"):
-            sim.replay_step()
-            episodes += int((done[:, 0, 0] == 1).sum())
-    except (er.ReplayFormatError, er.ReplayDivergenceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    meta = sim.read_replay_metadata(ns.file)
+    if video:
+        return _replay_video(file, video, **video_options)
+    if video_options:
+        raise ValueError(f"--{next(iter(video_options)).replace('_', '-')} needs --video")
+    sim = er.SimManager.from_replay(file)
+    _, total = sim.get_replay_step_count()
+    done = sim.done_tensor().to_numpy()
+    episodes = 0
+    for _ in _steps(total, "replaying"):
+        sim.replay_step()
+        episodes += int((done[:, 0, 0] == 1).sum())
+    meta = sim.read_replay_metadata(file)
     checkpoints = sim.get_replay_checkpoints_verified()
     print(f"replayed {total} steps of {meta.num_worlds} worlds: {episodes} episodes ended")
-    if ns.verify:
+    if verify:
         print(
             f"verified: the state hashes of all {meta.num_worlds} worlds match at {checkpoints} checkpoints"
         )
     return 0
 
 
-def _replay_video(ns: argparse.Namespace) -> int:
-    import escape_room_env as er
+def _replay_video(
+    file: str,
+    video: str,
+    *,
+    world: int = 0,
+    first_person: bool = False,
+    max_steps: int | None = None,
+    scale: float = 8.0,
+    fps: float = 10.0,
+) -> int:
+    """``escape-room replay FILE --video OUT``: world ``world`` of ``file``, verified as it plays."""
     from escape_room_env.render import replay_frames, write_video
 
-    try:
-        frames = replay_frames(
-            ns.file,
-            world=ns.world,
-            first_person=ns.first_person,
-            max_steps=ns.max_steps,
-            pixels_per_metre=ns.scale,
-        )
-        count = write_video(frames, ns.video, fps=ns.fps)
-    except (er.ReplayFormatError, er.ReplayDivergenceError, ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {count} frames of world {ns.world} (every state hash verified on the way) to {ns.video}")
+    frames = replay_frames(
+        file, world=world, first_person=first_person, max_steps=max_steps, pixels_per_metre=scale
+    )
+    count = write_video(frames, video, fps=fps)
+    print(f"wrote {count} frames of world {world} (every state hash verified on the way) to {video}")
     return 0
 
 
@@ -184,11 +214,12 @@ def _steps(total: int, what: str):
     return tqdm(range(total), desc=what, unit="step", disable=total < 1000 or not sys.stderr.isatty())
 
 
-def _cmd_info(ns: argparse.Namespace) -> int:
+def _info(file: str | None = None, *, as_json: bool = False) -> int:
+    """``escape-room info``: a replay file's metadata, or (no file) the build, CUDA and threads."""
     import escape_room_env as er
 
-    if ns.file is not None:
-        return _replay_info(ns.file, ns.json)
+    if file is not None:
+        return _replay_info(file, as_json=as_json)
     print(f"escape_room_env {er.__version__} (rules version {er.RULES_VERSION})")
     from escape_room_env import _core
 
@@ -202,16 +233,12 @@ def _cmd_info(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _replay_info(path: str, as_json: bool) -> int:
+def _replay_info(path: str, *, as_json: bool) -> int:
     import json
 
     import escape_room_env as er
 
-    try:
-        meta = er.SimManager.read_replay_metadata(path)
-    except er.ReplayFormatError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    meta = er.SimManager.read_replay_metadata(path)
     fields = {
         "path": meta.path,
         "num_worlds": meta.num_worlds,
@@ -238,98 +265,164 @@ def _replay_info(path: str, as_json: bool) -> int:
     return 0
 
 
-def _cmd_render_level(ns: argparse.Namespace) -> int:
-    import warnings
-
+def _render_level(
+    level: str, *, out: str | None = None, pixels_per_metre: float = 8.0, num_agents: int = 1
+) -> int:
+    """``escape-room render-level``: the top-down picture of a shipped level or a level file."""
     from escape_room_env.levels import LevelWarning, compile_level, load_level
     from escape_room_env.render import level_picture, save_png
 
-    try:
-        level = load_level(ns.level)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", LevelWarning)
-            compiled = compile_level(level, num_agents=ns.num_agents)
-    except (ValueError, OSError) as e:
-        print(f"escape-room render-level: {e}", file=sys.stderr)
-        return 2
+    loaded = load_level(level)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LevelWarning)
+        compiled = compile_level(loaded, num_agents=num_agents)
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    out = ns.out or f"{level.name or 'level'}.png"
-    save_png(level_picture(compiled, pixels_per_metre=ns.pixels_per_metre), out)
+        _show_warning(w.message, w.category, w.filename, w.lineno)
+    out = out or f"{loaded.name or 'level'}.png"
+    save_png(level_picture(compiled, pixels_per_metre=pixels_per_metre), out)
     print(
-        f"{level.name or ns.level}: {compiled.rows} x {compiled.cols} cells of {level.cell_size:g} m, "
+        f"{loaded.name or level}: {compiled.rows} x {compiled.cols} cells of {loaded.cell_size:g} m, "
         f"{len(compiled.walls)} walls, {len(compiled.doors)} doors, {len(compiled.buttons)} buttons, "
         f"{len(compiled.cubes)} cubes, {compiled.num_spawns} spawns, {len(compiled.band_doors)} door rows -> {out}"
     )
     return 0
 
 
-def _cmd_bench(ns: argparse.Namespace) -> int:
+def _bench(**options) -> int:
+    """``escape-room bench``: ``escape_room_env.bench.main`` (imported only when asked for)."""
     from escape_room_env.bench import main as bench_main
 
-    return bench_main(as_json=ns.json, peers=not ns.no_peers, worlds=ns.worlds, seconds=ns.seconds)
+    return bench_main(**options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="escape-room", description="escape_room_env command line")
-    sub = parser.add_subparsers(dest="command", required=True)
-    from escape_room_env.ppo import Args
+def _needs_torch(error: ImportError, **_ignored) -> int:
+    raise error
 
-    train_parser = sub.add_parser("train", help="train a PPO policy on the default level")
-    _add_dataclass_flags(train_parser, Args)
-    train_parser.add_argument(
+
+def _add_train(sub) -> None:
+    """``train``: one flag per ``ppo.Args`` field. Without PyTorch, ``train`` says it needs it
+    (whatever its flags) and every other command still works."""
+    try:
+        from escape_room_env.ppo import Args
+    except ImportError as error:
+        parser = sub.add_parser("train", help="train a PPO policy (needs PyTorch)", add_help=False)
+        parser.set_defaults(func=functools.partial(_needs_torch, error), any_flags=True)
+        return
+    parser = sub.add_parser("train", help="train a PPO policy on the default level")
+    _add_dataclass_flags(parser, Args)
+    parser.add_argument(
         "--video",
         help="at the end, record the trained policy and render it to this .gif/.mp4 (needs the run saved)",
     )
-    train_parser.set_defaults(func=_cmd_train)
-    record = sub.add_parser("record", help="record a replay of a random or saved policy")
-    record.add_argument("out", help="replay file to write (.bin)")
-    record.add_argument("--steps", type=int, default=1000)
-    record.add_argument("--num-worlds", type=int, default=16)
-    record.add_argument("--num-agents", type=int, default=1)
-    record.add_argument("--seed", type=int, default=0)
-    record.add_argument("--episode-len", type=int, default=200)
-    record.add_argument(
-        "--autoreset-mode", default="same_step", choices=["same_step", "next_step", "disabled"]
+    fields = [f.name for f in dataclasses.fields(Args)]
+
+    def run(video: str | None = None, **flags) -> int:
+        return _train(Args(**{name: flags[name] for name in fields}), video=video)
+
+    parser.set_defaults(func=run)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="escape_room_env command line")
+    parser.add_argument(
+        "--traceback", action="store_true", help="on an error, show the full traceback (for a bug report)"
     )
-    record.add_argument("--checksum-interval", type=int, default=50)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+
+    def command(name: str, func, help: str) -> argparse.ArgumentParser:
+        # Options left out stay out of the namespace, so the defaults are func's own.
+        cmd = sub.add_parser(name, help=help, argument_default=argparse.SUPPRESS)
+        cmd.set_defaults(func=func)
+        return cmd
+
+    record = command("record", _record, "record a replay of a random or saved policy")
+    record.add_argument("out", help="replay file to write (.bin)")
+    record.add_argument("--steps", type=int)
+    record.add_argument("--num-worlds", type=int)
+    record.add_argument("--num-agents", type=int)
+    record.add_argument("--seed", type=int)
+    record.add_argument("--episode-len", type=int)
+    record.add_argument("--autoreset-mode", choices=["same_step", "next_step", "disabled"])
+    record.add_argument("--checksum-interval", type=int)
     record.add_argument(
         "--level",
+        dest="levels",
         action="append",
         help="a custom level (name or file) instead of the generated one; repeat for several",
     )
     record.add_argument("--policy", help="a policy.pt saved by `escape-room train` (default: random actions)")
-    record.set_defaults(func=_cmd_record)
-    replay = sub.add_parser("replay", help="replay a recording, verifying its state hashes")
+    replay = command("replay", _replay, "replay a recording, verifying its state hashes")
     replay.add_argument("file")
     replay.add_argument("--verify", action="store_true", help="report the verified checkpoints")
     replay.add_argument("--video", help="write a video instead (.gif, or .mp4 with the `video` extra)")
-    replay.add_argument("--world", type=int, default=0, help="the world the video shows")
+    replay.add_argument("--world", type=int, help="the world the video shows")
     replay.add_argument("--first-person", action="store_true", help="add the agents' first-person images")
-    replay.add_argument("--fps", type=float, default=10.0)
-    replay.add_argument("--scale", type=float, default=8.0, help="pixels per metre of the top-down view")
+    replay.add_argument("--fps", type=float)
+    replay.add_argument("--scale", type=float, help="pixels per metre of the top-down view")
     replay.add_argument("--max-steps", type=int, help="stop the video after this many steps")
-    replay.set_defaults(func=_cmd_replay)
-    info_parser = sub.add_parser("info", help="a replay file's metadata, or (no file) the build")
-    info_parser.add_argument("file", nargs="?", help="replay file")
-    info_parser.add_argument("--json", action="store_true", help="machine-readable output")
-    info_parser.set_defaults(func=_cmd_info)
-    render = sub.add_parser("render-level", help="a custom level's top-down picture (PNG)")
+    info = command("info", _info, "a replay file's metadata, or (no file) the build")
+    info.add_argument("file", nargs="?", help="replay file")
+    info.add_argument("--json", dest="as_json", action="store_true", help="machine-readable output")
+    render = command("render-level", _render_level, "a custom level's top-down picture (PNG)")
     render.add_argument("level", help="a shipped level's name (corridor, maze, cooperation) or a level file")
     render.add_argument("-o", "--out", help="PNG to write (default: <name>.png)")
-    render.add_argument("--pixels-per-metre", type=float, default=8.0)
-    render.add_argument("--num-agents", type=int, default=1, help="agents the level must have spawns for")
-    render.set_defaults(func=_cmd_render_level)
-    bench = sub.add_parser("bench", help="the quick core benchmark (full suite: benchmarks/bench_core.py)")
-    bench.add_argument("--json", action="store_true", help="JSON lines instead of the table")
-    bench.add_argument("--no-peers", action="store_true", help="skip EnvPool CartPole even if installed")
+    render.add_argument("--pixels-per-metre", type=float)
+    render.add_argument("--num-agents", type=int, help="agents the level must have spawns for")
+    bench = command("bench", _bench, "the quick core benchmark (full suite: benchmarks/bench_core.py)")
+    bench.add_argument("--json", dest="as_json", action="store_true", help="JSON lines instead of the table")
     bench.add_argument(
-        "--worlds", type=int, nargs="+", default=[1, 64, 1024, 4096], help="num_worlds to measure"
+        "--no-peers", dest="peers", action="store_false", help="skip EnvPool CartPole even if installed"
     )
-    bench.add_argument("--seconds", type=float, default=0.2, help="seconds per timed repeat")
-    bench.set_defaults(func=_cmd_bench)
-    ns = parser.parse_args(argv)
-    return ns.func(ns)
+    bench.add_argument(
+        "--worlds", type=int, nargs="+", help="num_worlds to measure (default: 1 64 1024 4096)"
+    )
+    bench.add_argument("--seconds", type=float, help="seconds per timed repeat (default: 0.2)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; every error ends as one line on stderr and an exit status (module docstring)."""
+    parser = _parser()
+    ns, unknown = parser.parse_known_args(argv)
+    options = vars(ns)
+    if unknown and not options.pop("any_flags", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    func, show_traceback = options.pop("func"), options.pop("traceback")
+    options.pop("command")
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return func(**options)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # whoever read stdout has gone (`escape-room info --json x | head -1`)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush of stdout fails quietly
+        return 1
+    except Exception as error:
+        if show_traceback:
+            raise
+        print(f"{PROG}: error: {_one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, (ValueError, TypeError, OverflowError)) else 1
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception as one line: an OSError as ``path: reason``, the lines of other messages
+    joined, and the class name first unless it is one of the plain argument errors."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{os.fsdecode(error.filename)}: {error.strerror}"
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    if message and isinstance(error, (ValueError, TypeError, OverflowError, OSError, ImportError)):
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each, like errors: ``escape-room: warning: <Category>: <message>``."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"{PROG}: warning: {category.__name__}: {text}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,16 @@ step (its action is ignored and its reward is 0), so it is left out of the loss;
 episodes bootstrap from the value of the terminal observation, which NEXT_STEP returns on
 the done step itself.
 
-On CPU the simulator returns numpy arrays and episode statistics come from gymnasium's
-``RecordEpisodeStatistics``. With ``--device cuda`` the simulator runs on the GPU too
-(``device="cuda"``, zero-copy torch tensors): the policy's action tensor goes straight to the
-core, observations, rewards and flags never leave the GPU, and ``_DeviceEpisodeStats`` keeps
-the same statistics from the returned tensors, handing them to the host once per rollout.
+The simulator runs where the policy does and returns zero-copy torch tensors there
+(``device="cuda"`` on a GPU; on the CPU through the env's ``torch_outputs=True``), so the
+CPU and the GPU share one code path: the policy's action tensor goes straight to the core,
+observations, rewards and flags never leave the device, and ``_DeviceEpisodeStats`` keeps the
+statistics gymnasium's ``RecordEpisodeStatistics`` would give from the returned tensors, handing
+them to the host once per rollout.
+
+``policy.pt`` holds only tensors and plain values (dict, str, int, float, bool, None), and
+``load_agent`` reads it with ``torch.load(weights_only=True)``: a file holding anything else,
+such as a pickle that would run code, is refused before any of it runs.
 
 >>> from escape_room_env.ppo import Args, train
 >>> result = train(Args(num_envs=8, num_steps=16, total_timesteps=256, progress_bar=False, log_every=0,
@@ -25,7 +30,10 @@ import collections
 import csv
 import dataclasses
 import json
+import math
+import pickle
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +44,6 @@ try:
     from torch.distributions.categorical import Categorical
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("escape_room_env.ppo needs PyTorch: pip install torch (pick your build)") from exc
-
-import gymnasium
 
 from escape_room_env.action import NUM_CHOICES
 from escape_room_env.vector_env import EscapeRoomVectorEnv
@@ -118,6 +124,7 @@ class Agent(nn.Module):
 
     def __init__(self, obs_dim: int, hidden: int = 128, nvec: tuple[int, ...] = NUM_CHOICES):
         super().__init__()
+        self.obs_dim = int(obs_dim)
         self.nvec = tuple(int(n) for n in nvec)
         self.critic = nn.Sequential(
             _layer(obs_dim, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(), _layer(hidden, 1, 1.0)
@@ -164,7 +171,7 @@ class TrainResult:
 
 
 class _EpisodeLog:
-    """Statistics of the most recent finished episodes (from RecordEpisodeStatistics infos)."""
+    """Statistics of the most recent finished episodes, filled by ``_DeviceEpisodeStats.flush``."""
 
     def __init__(self, window: int = 1000):
         self.returns: collections.deque[float] = collections.deque(maxlen=window)
@@ -172,18 +179,6 @@ class _EpisodeLog:
         self.escaped: collections.deque[bool] = collections.deque(maxlen=window)
         self.door: collections.deque[bool] = collections.deque(maxlen=window)
         self.count = 0
-
-    def add(self, infos: dict) -> None:
-        if "episode" not in infos:
-            return
-        done = np.flatnonzero(infos["_episode"])
-        self.extend(
-            done.size,
-            infos["episode"]["r"][done].tolist(),
-            infos["progress"][done].tolist(),
-            (infos["termination_reason"][done] == 1).tolist(),
-            (infos["doors_opened"][done] >= 1).tolist(),
-        )
 
     def extend(self, count: int, returns: list, progress: list, escaped: list, door: list) -> None:
         """``count`` more finished episodes, the latest of which (up to the window) are listed."""
@@ -207,13 +202,13 @@ class _EpisodeLog:
 
 
 class _DeviceEpisodeStats:
-    """Episode statistics from the env's returned tensors, on their device (``--device cuda``).
+    """Episode statistics from the env's returned tensors, on their device (CPU or GPU).
 
-    The same numbers as ``RecordEpisodeStatistics`` + ``_EpisodeLog.add`` under NEXT_STEP: a
-    float64 running return per env that restarts at 0 on the reset step after a done step (that
-    step's reward, 0, belongs to no episode); a done step records the return, the progress,
-    escaped (termination_reason == 1) and first door (doors_opened >= 1). Rows stay on the device
-    until :meth:`flush`, once per rollout, so the rollout itself never waits for the host.
+    The numbers gymnasium's ``RecordEpisodeStatistics`` gives under NEXT_STEP: a float64
+    running return per env that restarts at 0 on the reset step after a done step (that step's
+    reward, 0, belongs to no episode); a done step records the return, the progress, escaped
+    (termination_reason == 1) and first door (doors_opened >= 1). Rows stay on the device until
+    :meth:`flush`, once per rollout, so the rollout itself never waits for the host.
 
     >>> import torch
     >>> stats, log = _DeviceEpisodeStats(num_steps=2, num_envs=2, device="cpu"), _EpisodeLog()
@@ -266,29 +261,26 @@ class _DeviceEpisodeStats:
         self.rows = 0
 
 
-def train(args: Args, *, _torch_env: bool | None = None) -> TrainResult:
+def train(args: Args) -> TrainResult:
     """Trains a PPO policy on the escape room and returns it with its final statistics.
 
-    With ``args.device`` a GPU, the simulator runs there too and returns torch tensors;
-    ``_torch_env=True`` takes that code path with a CPU simulator (for tests).
+    The simulator runs on ``args.device`` and returns torch tensors there (on the CPU too).
+    Invalid ``args`` raise ``ValueError`` before anything runs.
     """
+    _check_args(args)
+    device = _torch_device(args.device)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    device = torch.device(args.device)
-    torch_env = device.type != "cpu" if _torch_env is None else bool(_torch_env)
     rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] or None
     envs = EscapeRoomVectorEnv(
         args.num_envs,
         num_agents=args.num_agents,
         rooms=rooms,
-        device=device if torch_env else "cpu",
+        device=device,
         seed=args.seed,
         num_threads=args.num_threads or None,
         copy=False,
-        _torch_outputs=torch_env,
+        torch_outputs=True,
     )
-    if not torch_env:
-        envs = gymnasium.wrappers.vector.RecordEpisodeStatistics(envs, buffer_length=1000)
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, args.hidden).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
@@ -309,12 +301,9 @@ def train(args: Args, *, _torch_env: bool | None = None) -> TrainResult:
     run_dir = _prepare_run_dir(args)
     curve = _Curve(run_dir)
     log = _EpisodeLog()
-    device_stats = _DeviceEpisodeStats(steps, n, device) if torch_env else None
+    episode_stats = _DeviceEpisodeStats(steps, n, device)
+    # The core's observation buffer as a tensor (copy=False): every step rewrites it in place.
     next_obs, _ = envs.reset(seed=args.seed)
-    if torch_env:
-        next_obs_t = next_obs  # the core's buffer as a tensor (copy=False): every step rewrites it
-    else:
-        next_obs_t = torch.as_tensor(next_obs, device=device).clone()  # copy=False: obs is the core's buffer
     # True where the previous step ended the env's episode: this step is NEXT_STEP's reset step.
     resetting = torch.zeros(n, device=device)
     global_step = 0
@@ -325,30 +314,21 @@ def train(args: Args, *, _torch_env: bool | None = None) -> TrainResult:
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - (update - 1.0) / num_updates)
         for t in range(steps):
-            obs_buf[t] = next_obs_t
+            obs_buf[t] = next_obs
             valid_buf[t] = 1.0 - resetting
             with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs_t)
+                action, logprob, _, value = agent.get_action_and_value(next_obs)
             act_buf[t], logp_buf[t], val_buf[t] = action, logprob, value
-            if device_stats is None:
-                next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
-                done = np.logical_or(terminated, truncated)
-                rew_buf[t] = torch.as_tensor(reward, device=device)
-                term_buf[t] = torch.as_tensor(terminated, device=device, dtype=torch.float32)
-                done_buf[t] = torch.as_tensor(done, device=device, dtype=torch.float32)
-                next_obs_t = torch.as_tensor(next_obs, device=device).clone()
-                log.add(infos)
-            else:  # the action tensor goes to the core where it is; the results are tensors there
-                _, reward, terminated, truncated, infos = envs.step(action)
-                device_stats.add(t, reward, terminated, truncated, infos)
-                rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, device_stats.done[t]
+            # The action tensor goes to the core where it is; the results are tensors there.
+            _, reward, terminated, truncated, infos = envs.step(action)
+            episode_stats.add(t, reward, terminated, truncated, infos)
+            rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, episode_stats.done[t]
             resetting = done_buf[t]
         global_step += batch_size
-        if device_stats is not None:
-            device_stats.flush(log)
+        episode_stats.flush(log)
 
         with torch.no_grad():
-            next_value = agent.get_value(next_obs_t)
+            next_value = agent.get_value(next_obs)
             advantages = compute_advantages(
                 rew_buf, val_buf, next_value, term_buf, done_buf, args.gamma, args.gae_lambda
             )
@@ -406,6 +386,7 @@ def train(args: Args, *, _torch_env: bool | None = None) -> TrainResult:
     stats = log.summary()
     seconds = time.perf_counter() - start
     if run_dir is not None:
+        # Tensors and plain values only, so that load_agent can read it with weights_only=True.
         checkpoint = {"state_dict": agent.state_dict(), "obs_dim": obs_dim, "args": dataclasses.asdict(args)}
         torch.save(checkpoint, run_dir / "policy.pt")
         (run_dir / "summary.json").write_text(
@@ -457,11 +438,86 @@ def compute_advantages(
 
 
 def load_agent(path: str | Path, device: str = "cpu") -> Agent:
-    """Loads a policy saved by ``train`` (``<run_dir>/policy.pt``)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
-    agent = Agent(checkpoint["obs_dim"], checkpoint["args"]["hidden"])
-    agent.load_state_dict(checkpoint["state_dict"])
+    """Loads a policy saved by ``train`` (``<run_dir>/policy.pt``).
+
+    Only tensors and plain values are read (``torch.load(weights_only=True)``): a file that
+    holds anything else, such as a pickle that would run code, is refused with ``ValueError``
+    before any of it runs, and so is a file that is not such a policy. A missing or unreadable
+    file raises ``OSError``.
+
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/notes.pt"
+    >>> _ = open(path, "w").write("not a policy")
+    >>> load_agent(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: .../notes.pt is not a policy saved by `escape-room train`: ...
+    """
+    not_a_policy = f"{path} is not a policy saved by `escape-room train`"
+    try:
+        with warnings.catch_warnings():  # torch's note on a pickle protocol it may not support
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch reports a broken file with many classes
+        if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+            reason = "it holds something other than tensors and plain values, which is refused unread"
+        else:
+            reason = f"cannot read it as a torch checkpoint ({type(exc).__name__}: {_first_line(exc)})"
+        raise ValueError(f"{not_a_policy}: {reason}") from None
+    fields = checkpoint if isinstance(checkpoint, dict) else {}
+    state_dict, obs_dim = fields.get("state_dict"), fields.get("obs_dim")
+    hidden = fields["args"].get("hidden") if isinstance(fields.get("args"), dict) else None
+    if not (isinstance(state_dict, dict) and isinstance(obs_dim, int) and isinstance(hidden, int)):
+        raise ValueError(f"{not_a_policy}: expected a dict with state_dict, obs_dim and args.hidden")  # noqa: TRY004
+    if obs_dim < 1 or hidden < 1:
+        raise ValueError(f"{not_a_policy}: obs_dim {obs_dim} and hidden {hidden} must be >= 1")
+    try:
+        with torch.device("meta"):  # the network's shapes, allocating nothing before they are checked
+            agent = Agent(obs_dim, hidden)
+    except (RuntimeError, TypeError, ValueError) as exc:  # sizes torch cannot hold
+        raise ValueError(f"{not_a_policy}: obs_dim {obs_dim}, hidden {hidden}: {_first_line(exc)}") from None
+    expected = agent.state_dict()
+    unknown = sorted(str(name) for name in state_dict if name not in expected)
+    if unknown:
+        raise ValueError(f"{not_a_policy}: state_dict has unknown entries {', '.join(unknown[:3])}")
+    for name, want in expected.items():
+        got = state_dict.get(name)
+        if not (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype):
+            found = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(
+                f"{not_a_policy}: state_dict[{name!r}] is {found}, the network of obs_dim {obs_dim} "
+                f"and hidden {hidden} needs {want.dtype} {tuple(want.shape)}"
+            )
+    agent.load_state_dict(state_dict, assign=True)
     return agent.to(device)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (torch's run to several paragraphs)."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
+def _check_args(args: Args) -> None:
+    """``ValueError`` for settings that cannot train (before anything is built)."""
+    for name in ("num_steps", "num_minibatches", "update_epochs", "hidden", "total_timesteps"):
+        value = getattr(args, name)
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    for name in ("max_minutes", "log_every"):
+        value = getattr(args, name)
+        if not value >= 0:  # NaN included
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate >= 0):
+        raise ValueError(f"learning_rate must be a finite number >= 0, got {args.learning_rate}")
+
+
+def _torch_device(name: str) -> torch.device:
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {name!r}") from None
 
 
 class _Curve:

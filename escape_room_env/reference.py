@@ -18,6 +18,14 @@ Two layers:
 Where the SPEC leaves a detail open (the order of float operations, comparison operators,
 tie-breaks), the choice is the core's; each such place is marked ``# SPEC-ambiguous:``.
 
+Why it ships in the wheel although the package never imports it (``import escape_room_env``
+does not load it, so it costs nothing at run time, and it needs only numpy and gymnasium):
+it is the executable form of the rules that the README and ``docs/rules-precision.md``
+point users to, for reading the rules as code and for checking a port or a modified core
+against them; and the test suite and ``benchmarks/bench_peers.py`` run against the
+installed package (CI installs the wheel, then runs ``pytest``), so the oracle must be
+installed with the core it checks.
+
 >>> from escape_room_env.reference import ReferenceEscapeRoomEnv
 >>> env = ReferenceEscapeRoomEnv(seed=3)
 >>> obs, info = env.reset(seed=3)
@@ -29,6 +37,7 @@ tie-breaks), the choice is the core's; each such place is marked ``# SPEC-ambigu
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -1054,7 +1063,8 @@ class ReferenceEscapeRoomEnv(gymnasium.Env):
             reward=reward,
             autoreset_mode=autoreset_mode,
         )
-        single = er_spaces.observation_space(num_agents, len(self.world.rooms))
+        length = len(self.world.rooms) * 40.0 / 3.0  # SPEC §3 "Bounds": R = the walled area's diagonal / L
+        single = er_spaces.observation_space(num_agents, math.hypot(20.0, length + 6.0) / length)
         if num_agents == 1:
             self.observation_space = single
             self.action_space = er_spaces.action_space()

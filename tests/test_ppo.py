@@ -1,16 +1,30 @@
-"""The PPO trainer: advantages under NEXT_STEP, a tiny training run, saving, the CLI."""
+"""The PPO trainer: advantages under NEXT_STEP, episode statistics, training runs, saving and
+loading policies (weights only), the CLI."""
 
+import dataclasses
 import json
+import os
+import pickle
 import subprocess
 import sys
 
+import gymnasium
 import numpy as np
 import pytest
 from helpers import OUTSIDE_SOURCE
 
 torch = pytest.importorskip("torch", reason="the PPO trainer needs torch")
 
-from escape_room_env.ppo import Agent, Args, compute_advantages, load_agent, train
+import escape_room_env as er
+from escape_room_env.ppo import (
+    Agent,
+    Args,
+    _DeviceEpisodeStats,
+    _EpisodeLog,
+    compute_advantages,
+    load_agent,
+    train,
+)
 
 
 def test_advantages_bootstrap_truncation_from_the_terminal_value_and_cut_at_every_done():
@@ -115,3 +129,182 @@ def test_cli_help_lists_the_training_flags():
     )
     for flag in ("--num-envs", "--total-timesteps", "--max-minutes", "--learning-rate", "--no-progress-bar"):
         assert flag in out.stdout
+
+
+# -- episode statistics and the one rollout path ------------------------------------------------
+
+# Levels where random actions open the door (button a, beside the spawn) in most episodes and
+# reach the exit in a few: (num_agents, level, episode_len).
+LEVELS = [(1, "#####\n#EEE#\n#111#\n#aS.#\n#####", 16), (2, "######\n#EEEE#\n#1111#\n#aSS.#\n######", 24)]
+
+
+def record_episode_statistics_log(infos: dict, log: _EpisodeLog) -> None:
+    """The oracle: the episodes gymnasium's RecordEpisodeStatistics reports in ``infos``."""
+    if "episode" in infos:
+        done = np.flatnonzero(infos["_episode"])
+        log.extend(
+            done.size,
+            infos["episode"]["r"][done].tolist(),
+            infos["progress"][done].tolist(),
+            (infos["termination_reason"][done] == 1).tolist(),
+            (infos["doors_opened"][done] >= 1).tolist(),
+        )
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.skipif(not er.cuda_available(), reason="needs a CUDA GPU")),
+    ],
+)
+@pytest.mark.parametrize(("num_agents", "level", "episode_len"), LEVELS, ids=["1 agent", "2 agents"])
+def test_episode_statistics_are_those_of_gymnasiums_record_episode_statistics(
+    num_agents, level, episode_len, device
+):
+    """The same steps into a numpy env under RecordEpisodeStatistics and the trainer's env (torch
+    outputs on ``device``) under _DeviceEpisodeStats: the same episodes, returns, progress,
+    escapes and first doors, in the same order, with a window smaller than the number of
+    episodes."""
+    n, rollout = 6 * num_agents, 10
+
+    def make(**torch_outputs):
+        return er.EscapeRoomVectorEnv(
+            n, num_agents=num_agents, levels=[level], episode_len=episode_len, seed=5, num_threads=1, copy=False,
+            **torch_outputs,
+        )  # fmt: skip
+
+    reference = gymnasium.wrappers.vector.RecordEpisodeStatistics(make())
+    envs = make(device=device, torch_outputs=True)
+    want, got = _EpisodeLog(window=40), _EpisodeLog(window=40)
+    stats = _DeviceEpisodeStats(rollout, n, device)
+    reference.reset(seed=5)
+    envs.reset(seed=5)
+    rng = np.random.default_rng(1)
+    for t in range(12 * rollout):
+        actions = rng.integers(0, (4, 8, 5), size=(n, 3))
+        record_episode_statistics_log(reference.step(actions)[4], want)
+        _, reward, terminated, truncated, infos = envs.step(torch.from_numpy(actions).to(device))
+        stats.add(t % rollout, reward, terminated, truncated, infos)
+        if t % rollout == rollout - 1:
+            stats.flush(got)
+    assert want.count > want.returns.maxlen  # the window keeps the latest episodes
+    assert any(want.escaped) and not all(want.escaped) and any(want.door) and not all(want.door)
+    assert got.count == want.count == reference.episode_count
+    for field in ("returns", "progress", "escaped", "door"):
+        assert list(getattr(got, field)) == list(getattr(want, field)), field
+    assert got.summary() == want.summary()
+
+
+def tiny(**overrides) -> Args:
+    """A run short enough for a test in which 200-step episodes still end."""
+    options = {"num_envs": 4, "num_steps": 64, "total_timesteps": 4 * 64 * 4, "hidden": 32}
+    return Args(**{**options, "progress_bar": False, "log_every": 0, "save_dir": None, **overrides})
+
+
+def test_training_is_deterministic_and_independent_of_the_simulators_thread_count():
+    runs = [train(tiny(num_threads=threads)) for threads in (1, 2, 1)]
+    assert all(run.global_step == 1024 and run.episodes >= 4 for run in runs)
+    first = runs[0]
+    for run in runs[1:]:
+        for field in ("episodes", "mean_return", "mean_progress", "escape_rate", "first_door_rate"):
+            assert getattr(run, field) == getattr(first, field), field
+        for (name, a), b in zip(first.agent.state_dict().items(), run.agent.state_dict().values()):
+            assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("num_steps", 0, "num_steps must be >= 1, got 0"),
+        ("num_minibatches", 0, "num_minibatches must be >= 1, got 0"),
+        ("hidden", -3, "hidden must be >= 1, got -3"),
+        ("total_timesteps", 0, "total_timesteps must be >= 1, got 0"),
+        ("max_minutes", float("nan"), "max_minutes must be >= 0, got nan"),
+        ("learning_rate", float("inf"), "learning_rate must be a finite number >= 0, got inf"),
+        ("device", "tpu9", "device must be 'cpu', 'cuda' or 'cuda:<index>', got 'tpu9'"),
+    ],
+)
+def test_train_rejects_settings_that_cannot_train_before_anything_runs(tmp_path, field, value, message):
+    with pytest.raises(ValueError) as error:
+        train(tiny(save_dir=str(tmp_path), **{field: value}))
+    assert str(error.value) == message
+    assert list(tmp_path.iterdir()) == []  # no run folder
+
+
+# -- policy files: weights only (issue 14, item 12) ---------------------------------------------
+
+
+def test_a_saved_policy_holds_only_tensors_and_plain_values(tmp_path):
+    args = tiny(num_envs=8, num_steps=8, total_timesteps=64, save_dir=str(tmp_path), run_name="p")
+    result = train(args)
+    checkpoint = torch.load(tmp_path / "p" / "policy.pt", weights_only=True)
+    assert set(checkpoint) == {"state_dict", "obs_dim", "args"}
+    assert checkpoint["obs_dim"] == 87 and checkpoint["args"] == dataclasses.asdict(args)
+    agent = load_agent(tmp_path / "p" / "policy.pt")
+    for (name, a), b in zip(result.agent.state_dict().items(), agent.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert agent.obs_dim == 87
+
+
+class RunsCode:
+    """Unpickling this calls ``os.system``: it creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle protocol 2", "pickle protocol 5"])
+def test_load_agent_refuses_a_file_that_would_run_code_without_running_it(tmp_path, how):
+    marker, path = tmp_path / "ran.txt", tmp_path / "policy.pt"
+    payload = {
+        "state_dict": Agent(87, 8).state_dict(),
+        "obs_dim": 87,
+        "args": {"hidden": 8},
+        "x": RunsCode(marker),
+    }
+    if how == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(RunsCode(marker), protocol=int(how[-1])))
+    with pytest.raises(ValueError) as error:
+        load_agent(path)
+    assert not marker.exists()
+    assert str(error.value) == (
+        f"{path} is not a policy saved by `escape-room train`: it holds something other than "
+        "tensors and plain values, which is refused unread"
+    )
+
+
+def test_load_agent_rejects_files_that_are_not_policies(tmp_path):
+    good = {"state_dict": Agent(87, 8).state_dict(), "obs_dim": 87, "args": {"hidden": 8}}
+    wrong_width = {**good, "args": {"hidden": 16}}
+    extra = {**good, "state_dict": {**good["state_dict"], "critic.9.weight": torch.zeros(1)}}
+    doubles = {**good, "state_dict": {k: v.double() for k, v in good["state_dict"].items()}}
+    cases = {
+        "empty": (b"", "cannot read it as a torch checkpoint (EOFError"),
+        "text": (b"not a policy", "refused unread"),
+        "a tensor": (torch.zeros(3), "expected a dict with state_dict, obs_dim and args.hidden"),
+        "no args": ({**good, "args": None}, "expected a dict with state_dict, obs_dim and args.hidden"),
+        "wrong width": (wrong_width, "state_dict['critic.0.weight'] is torch.float32 (8, 87), the network"),
+        "extra entry": (extra, "state_dict has unknown entries critic.9.weight"),
+        "float64": (doubles, "state_dict['critic.0.weight'] is torch.float64 (8, 87)"),
+        "huge width": ({**good, "args": {"hidden": 10**30}}, "hidden 1000000000000000000000000000000"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.pt"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content, path)
+        with pytest.raises(ValueError) as error:
+            load_agent(path)
+        assert str(error.value).startswith(f"{path} is not a policy saved by `escape-room train`: "), name
+        assert message in str(error.value), (name, str(error.value))
+    torch.save(good, tmp_path / "good.pt")
+    assert load_agent(tmp_path / "good.pt").act(torch.zeros(2, 87)).shape == (2, 3)
+    with pytest.raises(FileNotFoundError):
+        load_agent(tmp_path / "missing.pt")

@@ -1,7 +1,7 @@
 """Torch outputs of ``EscapeRoomVectorEnv`` (``device="cuda"``) and the PPO's GPU rollout (SPEC §7).
 
 ``device="cuda"`` returns torch tensors through the same code as a CPU simulator built with the
-private ``_torch_outputs=True``, so most of these tests run that path on the CPU and compare it,
+private ``torch_outputs=True``, so most of these tests run that path on the CPU and compare it,
 bit for bit, with the numpy path of a second env given the same seed, actions and resets. The
 tests marked ``needs_cuda`` run the real GPU path against a CPU env where a GPU exists.
 """
@@ -39,7 +39,7 @@ def make_pair(num_envs=4, device="cpu", **kwargs):
     kwargs.setdefault("num_threads", 1)
     reference = er.EscapeRoomVectorEnv(num_envs, **kwargs)
     if device == "cpu":
-        envs = er.EscapeRoomVectorEnv(num_envs, device="cpu", _torch_outputs=True, **kwargs)
+        envs = er.EscapeRoomVectorEnv(num_envs, device="cpu", torch_outputs=True, **kwargs)
     else:
         envs = er.EscapeRoomVectorEnv(num_envs, device=device, **kwargs)
     return reference, envs
@@ -144,7 +144,7 @@ def run_side_by_side(reference, envs, device, num_agents, steps=STEPS):
 @pytest.mark.parametrize("copy", [True, False], ids=["copy", "zero_copy"])
 @pytest.mark.parametrize("num_agents", [1, 2])
 @pytest.mark.parametrize("mode", ALL_MODES, ids=lambda m: m.name)
-def test_torch_outputs_equal_numpy_outputs_bit_for_bit(mode, num_agents, copy):
+def testtorch_outputs_equal_numpy_outputs_bit_for_bit(mode, num_agents, copy):
     reference, envs = make_pair(
         4 * num_agents, num_agents=num_agents, autoreset_mode=mode, copy=copy, episode_len=EPISODE_LEN
     )
@@ -175,7 +175,7 @@ def test_staged_door_and_escape_show_in_the_compared_infos():
 @pytest.mark.parametrize("mode", ALL_MODES, ids=lambda m: m.name)
 def test_results_have_the_numpy_paths_shapes_and_dtypes_as_tensors(mode, copy):
     envs = er.EscapeRoomVectorEnv(
-        6, num_agents=2, seed=0, num_threads=1, autoreset_mode=mode, copy=copy, _torch_outputs=True
+        6, num_agents=2, seed=0, num_threads=1, autoreset_mode=mode, copy=copy, torch_outputs=True
     )
     obs, infos = envs.reset(seed=0)
     assert obs.dtype == torch.float32 and obs.shape == (6, 90) and obs.device.type == "cpu"
@@ -196,7 +196,7 @@ def test_results_have_the_numpy_paths_shapes_and_dtypes_as_tensors(mode, copy):
 
 
 def test_copy_true_returns_clones_that_survive_the_next_step():
-    envs = er.EscapeRoomVectorEnv(4, seed=0, num_threads=1, _torch_outputs=True)
+    envs = er.EscapeRoomVectorEnv(4, seed=0, num_threads=1, torch_outputs=True)
     envs.reset(seed=0)
     sim_obs = envs.sim.observation_tensor().to_torch()
     first = envs.step(torch.full((4, 3), 2, dtype=torch.int64))
@@ -213,7 +213,7 @@ def test_copy_true_returns_clones_that_survive_the_next_step():
 @pytest.mark.parametrize("mode", ALL_MODES, ids=lambda m: m.name)
 def test_copy_false_returns_the_simulators_buffers_as_tensors(mode):
     envs = er.EscapeRoomVectorEnv(
-        4, seed=0, num_threads=1, copy=False, autoreset_mode=mode, _torch_outputs=True
+        4, seed=0, num_threads=1, copy=False, autoreset_mode=mode, torch_outputs=True
     )
     envs.reset(seed=0)
     sim = envs.sim
@@ -225,10 +225,10 @@ def test_copy_false_returns_the_simulators_buffers_as_tensors(mode):
         (truncated, "truncated"),
         (infos["progress"], "progress"),
     ):
-        assert got.data_ptr() == sim._tensor(name).to_torch().data_ptr(), name
+        assert got.data_ptr() == sim.tensor(name).to_torch().data_ptr(), name
     again = envs.step(torch.zeros((4, 3), dtype=torch.int64))
     assert again[0].data_ptr() == obs.data_ptr()
-    assert torch.equal(obs, torch.from_numpy(sim._host("observation").reshape(4, -1)))
+    assert torch.equal(obs, torch.from_numpy(sim.host_array("observation").reshape(4, -1)))
 
 
 @pytest.mark.parametrize("obs_mode", ["rgb", "depth", "rgbd"])
@@ -254,7 +254,7 @@ def test_pixel_observations_equal_the_numpy_paths(obs_mode, copy):
 
 
 def torch_env(num_envs=4, **kwargs):
-    envs = er.EscapeRoomVectorEnv(num_envs, seed=0, num_threads=1, _torch_outputs=True, **kwargs)
+    envs = er.EscapeRoomVectorEnv(num_envs, seed=0, num_threads=1, torch_outputs=True, **kwargs)
     envs.reset(seed=0)
     return envs
 
@@ -394,41 +394,7 @@ def test_device_cpu_without_the_switch_still_returns_numpy():
 
 
 # -- PPO: episode statistics from tensors ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("num_agents", [1, 2])
-def test_device_episode_stats_equal_record_episode_statistics_on_the_same_steps(num_agents):
-    """Identical steps into gymnasium's RecordEpisodeStatistics (numpy) and _DeviceEpisodeStats
-    (tensors): the same episodes, returns, progress, escapes and first doors, in the same order,
-    with a window smaller than the number of episodes."""
-    n, rollout = 4 * num_agents, 10
-    reference, envs = make_pair(n, num_agents=num_agents, copy=False, episode_len=EPISODE_LEN)
-    reference = gymnasium.wrappers.vector.RecordEpisodeStatistics(reference, buffer_length=1000)
-    want_log, got_log = _EpisodeLog(window=9), _EpisodeLog(window=9)
-    stats = _DeviceEpisodeStats(rollout, n, "cpu")
-    reference.reset(seed=5)
-    envs.reset(seed=5)
-    rng = np.random.default_rng(1)
-    sims = (reference.unwrapped.sim, envs.sim)
-    for t in range(12 * rollout):
-        actions = rng.integers(0, NVEC, size=(n, 3), dtype=np.int64)
-        if t % 17 == 3:
-            stage_door(sims, 0, num_agents)
-        if t % 23 == 5:
-            stage_escape(sims, 1, num_agents)
-            actions[num_agents : 2 * num_agents] = FAST_FORWARD
-        *_, infos = reference.step(actions)
-        want_log.add(infos)
-        _, reward, terminated, truncated, infos = envs.step(torch.from_numpy(actions))
-        stats.add(t % rollout, reward, terminated, truncated, infos)
-        if t % rollout == rollout - 1:
-            stats.flush(got_log)
-    assert want_log.count > want_log.returns.maxlen  # the window keeps the latest episodes
-    assert any(want_log.escaped) and any(want_log.door) and not all(want_log.door)
-    assert got_log.count == want_log.count == reference.episode_count
-    for field in ("returns", "progress", "escaped", "door"):
-        assert list(getattr(got_log, field)) == list(getattr(want_log, field)), field
-    assert got_log.summary() == want_log.summary()
+# (their equality with gymnasium's RecordEpisodeStatistics, on CPU and CUDA, is in test_ppo.py)
 
 
 def test_device_episode_stats_flush_of_a_partial_rollout():
@@ -448,37 +414,6 @@ def test_device_episode_stats_flush_of_a_partial_rollout():
     stats.add(0, torch.tensor([1.0, 2.0]), yes, no, infos)  # the new episodes' first step ends them
     stats.flush(log)
     assert log.count == 4 and list(log.returns)[2:] == [1.0, 2.0]
-
-
-def test_ppo_on_the_torch_env_path_trains_exactly_as_on_the_numpy_path():
-    """The --device cuda code path (env tensors, no host copies, _DeviceEpisodeStats) on a CPU
-    simulator: the same rollouts, statistics and weights as the numpy path, with episodes ending."""
-    args = Args(
-        num_envs=4,
-        num_steps=64,
-        total_timesteps=4 * 64 * 4,
-        progress_bar=False,
-        log_every=0,
-        save_dir=None,
-        num_threads=1,
-        hidden=32,
-    )
-    numpy_run = train(args)
-    torch_run = train(args, _torch_env=True)
-    assert torch_run.global_step == numpy_run.global_step == 1024
-    assert torch_run.episodes == numpy_run.episodes >= 4
-    for field in ("mean_return", "mean_progress", "escape_rate", "first_door_rate"):
-        assert getattr(torch_run, field) == getattr(numpy_run, field), field
-    for (name, a), b in zip(numpy_run.agent.state_dict().items(), torch_run.agent.state_dict().values()):
-        assert torch.equal(a, b), name
-
-
-def test_ppo_doctest_sized_run_on_the_torch_env_path():
-    result = train(
-        Args(num_envs=8, num_steps=16, total_timesteps=256, progress_bar=False, log_every=0, save_dir=None),
-        _torch_env=True,
-    )
-    assert result.global_step == 256 and result.episodes == 0  # no 200-step episode ends in 32 steps
 
 
 # -- the real GPU path (skipped without one) -----------------------------------------------------
@@ -524,28 +459,6 @@ def test_cuda_env_refuses_cpu_tensors_and_bad_actions():
     bad[1, 2] = 5
     with pytest.raises(ValueError, match=re.escape("actions[1, 2] (rotate of env 1) is 5")):
         envs.step(bad)
-
-
-@needs_cuda
-def test_cuda_device_episode_stats_equal_record_episode_statistics():
-    n, rollout = 8, 10
-    reference, envs = make_pair(n, "cuda", copy=False, episode_len=EPISODE_LEN)
-    reference = gymnasium.wrappers.vector.RecordEpisodeStatistics(reference, buffer_length=1000)
-    want_log, got_log = _EpisodeLog(), _EpisodeLog()
-    stats = _DeviceEpisodeStats(rollout, n, "cuda")
-    reference.reset(seed=5)
-    envs.reset(seed=5)
-    rng = np.random.default_rng(1)
-    for t in range(6 * rollout):
-        actions = rng.integers(0, NVEC, size=(n, 3), dtype=np.int64)
-        want_log.add(reference.step(actions)[4])
-        _, reward, terminated, truncated, infos = envs.step(torch.from_numpy(actions).cuda())
-        stats.add(t % rollout, reward, terminated, truncated, infos)
-        if t % rollout == rollout - 1:
-            stats.flush(got_log)
-    assert got_log.count == want_log.count > 0
-    assert got_log.summary() == want_log.summary()
-    assert list(got_log.returns) == list(want_log.returns)
 
 
 @needs_cuda

@@ -85,12 +85,17 @@ def test_replay_video_cli_writes_every_step(recording, tmp_path, suffix):
 
 def test_replay_video_cli_reports_a_bad_path_and_a_corrupt_file(recording, tmp_path):
     result = run_cli("replay", str(recording[0]), "--video", str(tmp_path / "run.avi"))
-    assert result.returncode == 1
-    assert "video path must end in .gif or .mp4" in result.stderr
+    assert result.returncode == 2  # an invalid argument (ValueError)
+    assert result.stderr == (
+        f"escape-room: error: video path must end in .gif or .mp4, got '{tmp_path / 'run.avi'}'\n"
+    )
     broken = tmp_path / "broken.bin"
     broken.write_bytes(b"NOTAREPLAY" * 20)
     result = run_cli("replay", str(broken), "--video", str(tmp_path / "x.gif"))
-    assert result.returncode == 1 and "error:" in result.stderr and not (tmp_path / "x.gif").exists()
+    assert result.returncode == 1 and not (tmp_path / "x.gif").exists()
+    assert (
+        result.stderr.startswith("escape-room: error: ReplayFormatError: ") and result.stderr.count("\n") == 1
+    )
 
 
 def test_write_video_refuses_no_frames(tmp_path):
