@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -16,7 +17,6 @@ namespace er {
 
 namespace {
 
-const char* const kRoomNames[kNumRoomTypes] = {"button", "double_button", "cube_blocking", "cube_button"};
 
 [[noreturn]] void invalid(const std::string& msg) { throw std::invalid_argument(msg); }
 
@@ -24,9 +24,9 @@ constexpr float kMaxRewardValue = 1.0e6f;
 
 }  // namespace
 
-void validate_config(Config c)
+void validate_config(const Config& c)
 {
-    if (c.rooms.empty()) c.rooms = default_rooms(c.num_agents);
+    const std::vector<int32_t> rooms = c.rooms ? *c.rooms : default_rooms(c.num_agents);
     if (c.num_worlds < 1) invalid("num_worlds must be >= 1, got " + std::to_string(c.num_worlds));
     if (c.num_worlds > (int64_t)INT32_MAX / kMaxAgents)
         invalid("num_worlds must be <= " + std::to_string(INT32_MAX / kMaxAgents) + ", got " + std::to_string(c.num_worlds));
@@ -42,10 +42,10 @@ void validate_config(Config c)
         invalid("render_width and render_height must be between 1 and " + std::to_string(kMaxRenderSize) + ", got " +
                 std::to_string(c.render_width) + " x " + std::to_string(c.render_height));
     if (c.levels.size() > 1024) invalid("levels: at most 1024 levels, got " + std::to_string(c.levels.size()));
-    if (c.rooms.empty() || (int32_t)c.rooms.size() > 4)
-        invalid("rooms must list 1 to 4 room types, got " + std::to_string(c.rooms.size()));
-    for (size_t k = 0; k < c.rooms.size(); ++k) {
-        const int32_t t = c.rooms[k];
+    if (rooms.empty() || (int32_t)rooms.size() > 4)
+        invalid("rooms must list 1 to 4 room types, got " + std::to_string(rooms.size()));
+    for (size_t k = 0; k < rooms.size(); ++k) {
+        const int32_t t = rooms[k];
         if (t < 0 || t >= kNumRoomTypes)
             invalid("rooms[" + std::to_string(k) + "]: unknown room type " + std::to_string(t) +
                     "; expected one of button, double_button, cube_blocking, cube_button");
@@ -78,8 +78,8 @@ SimState make_config(const Config& c)
     s.obs_dim = obs_dim(c.num_agents);
     s.episode_len = c.episode_len;
     s.autoreset_mode = c.autoreset_mode;
-    s.num_rooms = (int32_t)c.rooms.size();
-    for (int32_t k = 0; k < s.num_rooms; ++k) s.room_types[k] = c.rooms[k];
+    s.num_rooms = (int32_t)c.rooms->size();
+    for (int32_t k = 0; k < s.num_rooms; ++k) s.room_types[k] = (*c.rooms)[k];
     s.reward_cfg = c.reward;
     s.render_width = c.enable_batch_renderer ? c.render_width : 0;
     s.render_height = c.enable_batch_renderer ? c.render_height : 0;
@@ -100,6 +100,8 @@ void check_memory(size_t bytes, int64_t num_worlds)
 
 }  // namespace
 
+const char* const kRoomNames[kNumRoomTypes] = {"button", "double_button", "cube_blocking", "cube_button"};
+
 std::vector<int32_t> default_rooms(int32_t num_agents)
 {
     if (num_agents >= 2) return {kRoomDoubleButton, kRoomCubeBlocking, kRoomCubeButton};
@@ -108,8 +110,8 @@ std::vector<int32_t> default_rooms(int32_t num_agents)
 
 Manager::Manager(const Config& cfg) : cfg_(cfg)
 {
-    if (cfg_.rooms.empty()) cfg_.rooms = default_rooms(cfg_.num_agents);
     validate_config(cfg_);
+    if (!cfg_.rooms) cfg_.rooms = default_rooms(cfg_.num_agents);
     if (cfg_.exec_mode == ExecMode::CUDA) {
         if (!cuda_built())
             throw CudaUnavailable("this build of escape_room_env has no CUDA backend (it was built without nvcc, or "
@@ -122,8 +124,24 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
         if (cfg_.gpu_id < 0 || cfg_.gpu_id >= n)
             invalid("gpu_id must be between 0 and " + std::to_string(n - 1) + ", got " + std::to_string(cfg_.gpu_id));
     }
+    // The radius R of SPEC §3's observation bounds: the walled area's diagonal over L, the
+    // largest of the custom levels' (in double, rounded to float32 once, as the spaces use it).
     std::vector<LevelData> levels;
-    for (const LevelSource& src : cfg_.levels) levels.push_back(compile_level(src, cfg_.num_agents).data);
+    double radius = 0.0;
+    for (const LevelSource& src : cfg_.levels) {
+        CompiledLevel c = compile_level(src, cfg_.num_agents);
+        const LevelData& lv = c.data;
+        const double r = std::hypot((double)c.max_x - (double)lv.min_x, (double)c.max_y - (double)lv.min_y) /
+                         (double)lv.norm_length;
+        radius = r > radius ? r : radius;
+        level_warnings_.insert(level_warnings_.end(), c.warnings.begin(), c.warnings.end());
+        levels.push_back(lv);
+    }
+    if (levels.empty()) {
+        const double length = (double)cfg_.rooms->size() * 40.0 / 3.0;
+        radius = std::hypot(20.0, length + 6.0) / length;
+    }
+    observation_radius_ = (float)radius;
     SimState sc = make_config(cfg_);
     sc.num_fixed_levels = (int32_t)levels.size();
     if (cfg_.exec_mode == ExecMode::CUDA) {
@@ -562,118 +580,138 @@ void Manager::close()
     if (error) std::rethrow_exception(error);
 }
 
-const std::vector<std::string>& Manager::tensor_names()
-{
-    static const std::vector<std::string> names = {
-        "reset", "action", "reward", "done", "termination_reason", "terminated", "truncated", "steps_remaining",
-        "progress", "observation", "self_observation", "door_observation", "room_entity_observations", "lidar",
-        "partner_observations", "final_observation", "elapsed_steps", "doors_opened", "final_progress",
-        "final_elapsed_steps", "final_doors_opened"};
-    return names;
-}
+namespace {
 
-TensorDesc Manager::tensor(const std::string& name) const
+int64_t worlds(const SimState& s) { return s.num_worlds; }
+int64_t agents(const SimState& s) { return s.num_agents; }
+
+// A C-order array of `shape` at `data`.
+TensorDesc dense(void* data, DType dtype, std::vector<int64_t> shape)
 {
-    check_open();
-    const SimState& s = backend_->state();
-    const int64_t W = s.num_worlds, A = s.num_agents, D = s.obs_dim;
-    // A view of observation[..., offset : offset + prod(tail)] shaped [W, A, *tail].
-    auto obs_view = [&](float* base, int64_t offset, std::vector<int64_t> tail) {
-        TensorDesc t{base + offset, DType::Float32, {W, A}, {A * D, D}};
-        int64_t stride = 1;
-        std::vector<int64_t> tail_strides(tail.size());
-        for (size_t i = tail.size(); i-- > 0;) {
-            tail_strides[i] = stride;
-            stride *= tail[i];
-        }
-        t.shape.insert(t.shape.end(), tail.begin(), tail.end());
-        t.strides.insert(t.strides.end(), tail_strides.begin(), tail_strides.end());
-        return t;
-    };
-    auto per_agent = [&](void* data, DType dtype, bool trailing_one) {
-        TensorDesc t{data, dtype, {W, A}, {A, 1}};
-        if (trailing_one) {
-            t.shape.push_back(1);
-            t.strides.push_back(1);
-        }
-        return t;
-    };
-    if (name == "reset") return {s.reset_in, DType::Int32, {W}, {1}};
-    if (name == "action") return {s.action_in, DType::Int32, {W, A, kActionDims}, {A * kActionDims, kActionDims, 1}};
-    if (name == "reward") return per_agent(s.reward_out, DType::Float32, true);
-    if (name == "done") return per_agent(s.done_out, DType::Int32, true);
-    if (name == "termination_reason") return per_agent(s.reason_out, DType::Int32, true);
-    if (name == "terminated") return per_agent(s.terminated_out, DType::Bool, false);
-    if (name == "truncated") return per_agent(s.truncated_out, DType::Bool, false);
-    if (name == "steps_remaining") return per_agent(s.steps_out, DType::Int32, true);
-    if (name == "progress") return per_agent(s.progress_out, DType::Float32, true);
-    if (name == "observation") return obs_view(s.obs_out, 0, {D});
-    if (name == "final_observation") return obs_view(s.final_obs_out, 0, {D});
-    if (name == "elapsed_steps") return per_agent(s.elapsed_out, DType::Int32, true);
-    if (name == "doors_opened") return per_agent(s.doors_out, DType::Int32, true);
-    if (name == "final_progress") return per_agent(s.final_progress_out, DType::Float32, true);
-    if (name == "final_elapsed_steps") return per_agent(s.final_elapsed_out, DType::Int32, true);
-    if (name == "final_doors_opened") return per_agent(s.final_doors_out, DType::Int32, true);
-    if (name == "rgb" || name == "depth") {
-        if (s.render_width == 0)
-            throw Error(name + "_tensor() needs the batch renderer: pass enable_batch_renderer=True");
-        const int64_t H = s.render_height, Wp = s.render_width;
-        if (name == "rgb") return {s.rgb_out, DType::UInt8, {W, A, H, Wp, 3}, {A * H * Wp * 3, H * Wp * 3, Wp * 3, 3, 1}};
-        return {s.depth_out, DType::Float32, {W, A, H, Wp, 1}, {A * H * Wp, H * Wp, Wp, 1, 1}};
+    std::vector<int64_t> strides(shape.size());
+    int64_t stride = 1;
+    for (size_t i = shape.size(); i-- > 0;) {
+        strides[i] = stride;
+        stride *= shape[i];
     }
-    if (name == "self_observation") return obs_view(s.obs_out, kObsSelf, {5});
-    if (name == "door_observation") return obs_view(s.obs_out, kObsDoor, {3});
-    if (name == "room_entity_observations") return obs_view(s.obs_out, kObsEntities, {kEntitySlots, 3});
-    if (name == "lidar") return obs_view(s.obs_out, kObsLidar, {kLidarRays, 2});
-    if (name == "partner_observations") return obs_view(s.obs_out, kObsPartners, {A - 1, kObsPartnerDim});
-    invalid("unknown tensor '" + name + "'");
+    return {data, dtype, std::move(shape), std::move(strides)};
 }
 
-const std::vector<std::string>& Manager::state_names()
+// [W, A, 1]: one value per agent, with the trailing axis of the seed's tensors.
+TensorDesc per_agent(const SimState& s, void* data, DType dtype)
 {
-    static const std::vector<std::string> names = {
-        "seed", "episode", "steps_left", "status", "agent_pos", "agent_yaw", "agent_max_y", "agent_escaped",
-        "cube_pos", "door_open", "level_counts", "level_statics", "level_static_door", "level_door_centre",
-        "level_door_group", "level_momentary_groups", "level_button_pos", "level_button_group", "level_cube_start",
-        "level_band_y", "level_band_door", "level_exit_y", "level_exit_target", "level_norm_length", "level_exits"};
-    return names;
+    return dense(data, dtype, {worlds(s), agents(s), 1});
 }
 
-TensorDesc Manager::state_view(const std::string& name) const
+// observation[..., offset : offset + prod(tail)] (or another [W, A, D] array) shaped [W, A, *tail].
+TensorDesc obs_view(const SimState& s, float* base, int64_t offset, std::vector<int64_t> tail)
+{
+    TensorDesc t = dense(base + offset, DType::Float32, tail);
+    t.shape.insert(t.shape.begin(), {worlds(s), agents(s)});
+    t.strides.insert(t.strides.begin(), {agents(s) * s.obs_dim, (int64_t)s.obs_dim});
+    return t;
+}
+
+// A field of every world's LevelData, shaped [W, *tail]: the stride between worlds is the
+// struct's size in elements of the field's type.
+TensorDesc level_field(const SimState& s, void* field, DType dtype, std::vector<int64_t> tail)
+{
+    TensorDesc t = dense(field, dtype, std::move(tail));
+    t.shape.insert(t.shape.begin(), worlds(s));
+    t.strides.insert(t.strides.begin(), (int64_t)(sizeof(LevelData) / dtype_size(dtype)));
+    return t;
+}
+static_assert(sizeof(LevelData) % 4 == 0, "LevelData strides are counted in 4-byte elements");
+
+TensorDesc image(const SimState& s, void* data, DType dtype, int64_t channels)
+{
+    return dense(data, dtype, {worlds(s), agents(s), s.render_height, s.render_width, channels});
+}
+
+}  // namespace
+
+size_t dtype_size(DType t)
+{
+    switch (t) {
+    case DType::Int32: case DType::Float32: case DType::UInt32: return 4;
+    case DType::UInt64: return 8;
+    default: return 1;
+    }
+}
+
+// The catalogue: every array a manager exports, in the order of SPEC §3, then the internal state.
+const std::vector<ArraySpec>& Manager::arrays()
+{
+    using K = ArrayKind;
+    using D = DType;
+    static const std::vector<ArraySpec> table = {
+        {"reset", K::Tensor, [](const SimState& s) { return dense(s.reset_in, D::Int32, {worlds(s)}); }},
+        {"action", K::Tensor,
+         [](const SimState& s) { return dense(s.action_in, D::Int32, {worlds(s), agents(s), kActionDims}); }},
+        {"reward", K::Tensor, [](const SimState& s) { return per_agent(s, s.reward_out, D::Float32); }},
+        {"done", K::Tensor, [](const SimState& s) { return per_agent(s, s.done_out, D::Int32); }},
+        {"termination_reason", K::Tensor, [](const SimState& s) { return per_agent(s, s.reason_out, D::Int32); }},
+        {"terminated", K::Tensor, [](const SimState& s) { return dense(s.terminated_out, D::Bool, {worlds(s), agents(s)}); }},
+        {"truncated", K::Tensor, [](const SimState& s) { return dense(s.truncated_out, D::Bool, {worlds(s), agents(s)}); }},
+        {"steps_remaining", K::Tensor, [](const SimState& s) { return per_agent(s, s.steps_out, D::Int32); }},
+        {"progress", K::Tensor, [](const SimState& s) { return per_agent(s, s.progress_out, D::Float32); }},
+        {"observation", K::Tensor, [](const SimState& s) { return obs_view(s, s.obs_out, 0, {s.obs_dim}); }},
+        {"self_observation", K::Tensor, [](const SimState& s) { return obs_view(s, s.obs_out, kObsSelf, {5}); }},
+        {"door_observation", K::Tensor, [](const SimState& s) { return obs_view(s, s.obs_out, kObsDoor, {3}); }},
+        {"room_entity_observations", K::Tensor,
+         [](const SimState& s) { return obs_view(s, s.obs_out, kObsEntities, {kEntitySlots, 3}); }},
+        {"lidar", K::Tensor, [](const SimState& s) { return obs_view(s, s.obs_out, kObsLidar, {kLidarRays, 2}); }},
+        {"partner_observations", K::Tensor,
+         [](const SimState& s) { return obs_view(s, s.obs_out, kObsPartners, {agents(s) - 1, kObsPartnerDim}); }},
+        {"final_observation", K::Tensor, [](const SimState& s) { return obs_view(s, s.final_obs_out, 0, {s.obs_dim}); }},
+        {"elapsed_steps", K::Tensor, [](const SimState& s) { return per_agent(s, s.elapsed_out, D::Int32); }},
+        {"doors_opened", K::Tensor, [](const SimState& s) { return per_agent(s, s.doors_out, D::Int32); }},
+        {"final_progress", K::Tensor, [](const SimState& s) { return per_agent(s, s.final_progress_out, D::Float32); }},
+        {"final_elapsed_steps", K::Tensor, [](const SimState& s) { return per_agent(s, s.final_elapsed_out, D::Int32); }},
+        {"final_doors_opened", K::Tensor, [](const SimState& s) { return per_agent(s, s.final_doors_out, D::Int32); }},
+        {"rgb", K::Image, [](const SimState& s) { return image(s, s.rgb_out, D::UInt8, 3); }},
+        {"depth", K::Image, [](const SimState& s) { return image(s, s.depth_out, D::Float32, 1); }},
+        {"seed", K::State, [](const SimState& s) { return dense(s.seed, D::UInt64, {worlds(s)}); }},
+        {"episode", K::State, [](const SimState& s) { return dense(s.episode, D::UInt32, {worlds(s)}); }},
+        {"steps_left", K::State, [](const SimState& s) { return dense(s.steps_left, D::Int32, {worlds(s)}); }},
+        {"status", K::State, [](const SimState& s) { return dense(s.status, D::UInt8, {worlds(s)}); }},
+        {"agent_pos", K::State, [](const SimState& s) { return dense(s.agent_pos, D::Float32, {worlds(s), agents(s), 2}); }},
+        {"agent_yaw", K::State, [](const SimState& s) { return dense(s.agent_yaw, D::Float32, {worlds(s), agents(s)}); }},
+        {"agent_max_y", K::State, [](const SimState& s) { return dense(s.agent_max_y, D::Float32, {worlds(s), agents(s)}); }},
+        {"agent_escaped", K::State, [](const SimState& s) { return dense(s.agent_escaped, D::UInt8, {worlds(s), agents(s)}); }},
+        {"cube_pos", K::State, [](const SimState& s) { return dense(s.cube_pos, D::Float32, {worlds(s), kMaxCubes, 2}); }},
+        {"door_open", K::State, [](const SimState& s) { return dense(s.door_open, D::UInt8, {worlds(s), kMaxDoors}); }},
+        {"level_counts", K::State, [](const SimState& s) { return level_field(s, &s.level->num_statics, D::Int32, {6}); }},
+        {"level_statics", K::State, [](const SimState& s) { return level_field(s, s.level->statics, D::Float32, {kMaxStatics, 4}); }},
+        {"level_static_door", K::State, [](const SimState& s) { return level_field(s, s.level->static_door, D::Int8, {kMaxStatics}); }},
+        {"level_door_centre", K::State, [](const SimState& s) { return level_field(s, s.level->door_centre, D::Float32, {kMaxDoors, 2}); }},
+        {"level_door_group", K::State, [](const SimState& s) { return level_field(s, s.level->door_group, D::Int8, {kMaxDoors}); }},
+        {"level_momentary_groups", K::State, [](const SimState& s) { return level_field(s, &s.level->momentary_groups, D::UInt8, {}); }},
+        {"level_button_pos", K::State, [](const SimState& s) { return level_field(s, s.level->button_pos, D::Float32, {kMaxButtons, 2}); }},
+        {"level_button_group", K::State, [](const SimState& s) { return level_field(s, s.level->button_group, D::Int8, {kMaxButtons}); }},
+        {"level_cube_start", K::State, [](const SimState& s) { return level_field(s, s.level->cube_start, D::Float32, {kMaxCubes, 2}); }},
+        {"level_band_y", K::State, [](const SimState& s) { return level_field(s, s.level->band_y, D::Float32, {kMaxRooms + 1}); }},
+        {"level_band_door", K::State, [](const SimState& s) { return level_field(s, s.level->band_door, D::Int8, {kMaxRooms}); }},
+        {"level_exit_y", K::State, [](const SimState& s) { return level_field(s, &s.level->exit_y, D::Float32, {}); }},
+        {"level_exit_target", K::State, [](const SimState& s) { return level_field(s, &s.level->exit_target, D::Float32, {2}); }},
+        {"level_norm_length", K::State, [](const SimState& s) { return level_field(s, &s.level->norm_length, D::Float32, {}); }},
+        {"level_exits", K::State, [](const SimState& s) { return level_field(s, s.level->exits, D::Float32, {kMaxExits, 4}); }},
+        {"level_spawn", K::State, [](const SimState& s) { return level_field(s, s.level->spawn, D::Float32, {kMaxAgents, 2}); }},
+        {"level_origin", K::State, [](const SimState& s) { return level_field(s, &s.level->min_x, D::Float32, {2}); }},
+    };
+    return table;
+}
+
+TensorDesc Manager::array(const std::string& name) const
 {
     check_open();
-    const SimState& s = backend_->state();
-    const int64_t W = s.num_worlds, A = s.num_agents;
-    // Views into the per-world LevelData structs: stride between worlds in elements of 4 bytes or 1 byte.
-    static_assert(sizeof(LevelData) % 4 == 0, "LevelData strides are counted in 4-byte elements");
-    const int64_t lv4 = (int64_t)(sizeof(LevelData) / 4), lv1 = (int64_t)sizeof(LevelData);
-    LevelData* lv = s.level;
-    if (name == "seed") return {s.seed, DType::UInt64, {W}, {1}};
-    if (name == "episode") return {s.episode, DType::UInt32, {W}, {1}};
-    if (name == "steps_left") return {s.steps_left, DType::Int32, {W}, {1}};
-    if (name == "status") return {s.status, DType::UInt8, {W}, {1}};
-    if (name == "agent_pos") return {s.agent_pos, DType::Float32, {W, A, 2}, {A * 2, 2, 1}};
-    if (name == "agent_yaw") return {s.agent_yaw, DType::Float32, {W, A}, {A, 1}};
-    if (name == "agent_max_y") return {s.agent_max_y, DType::Float32, {W, A}, {A, 1}};
-    if (name == "agent_escaped") return {s.agent_escaped, DType::UInt8, {W, A}, {A, 1}};
-    if (name == "cube_pos") return {s.cube_pos, DType::Float32, {W, kMaxCubes, 2}, {kMaxCubes * 2, 2, 1}};
-    if (name == "door_open") return {s.door_open, DType::UInt8, {W, kMaxDoors}, {kMaxDoors, 1}};
-    if (name == "level_counts") return {&lv->num_statics, DType::Int32, {W, 6}, {lv4, 1}};
-    if (name == "level_statics") return {lv->statics, DType::Float32, {W, kMaxStatics, 4}, {lv4, 4, 1}};
-    if (name == "level_static_door") return {lv->static_door, DType::Int8, {W, kMaxStatics}, {lv1, 1}};
-    if (name == "level_door_centre") return {lv->door_centre, DType::Float32, {W, kMaxDoors, 2}, {lv4, 2, 1}};
-    if (name == "level_door_group") return {lv->door_group, DType::Int8, {W, kMaxDoors}, {lv1, 1}};
-    if (name == "level_momentary_groups") return {&lv->momentary_groups, DType::UInt8, {W}, {lv1}};
-    if (name == "level_button_pos") return {lv->button_pos, DType::Float32, {W, kMaxButtons, 2}, {lv4, 2, 1}};
-    if (name == "level_button_group") return {lv->button_group, DType::Int8, {W, kMaxButtons}, {lv1, 1}};
-    if (name == "level_cube_start") return {lv->cube_start, DType::Float32, {W, kMaxCubes, 2}, {lv4, 2, 1}};
-    if (name == "level_band_y") return {lv->band_y, DType::Float32, {W, kMaxRooms + 1}, {lv4, 1}};
-    if (name == "level_band_door") return {lv->band_door, DType::Int8, {W, kMaxRooms}, {lv1, 1}};
-    if (name == "level_exit_y") return {&lv->exit_y, DType::Float32, {W}, {lv4}};
-    if (name == "level_exit_target") return {&lv->exit_target, DType::Float32, {W, 2}, {lv4, 1}};
-    if (name == "level_norm_length") return {&lv->norm_length, DType::Float32, {W}, {lv4}};
-    if (name == "level_exits") return {lv->exits, DType::Float32, {W, kMaxExits, 4}, {lv4, 4, 1}};
-    invalid("unknown state array '" + name + "'");
+    for (const ArraySpec& spec : arrays()) {
+        if (name != spec.name) continue;
+        if (spec.kind == ArrayKind::Image && !cfg_.enable_batch_renderer)
+            throw Error(name + "_tensor() needs the batch renderer: pass enable_batch_renderer=True");
+        return spec.view(backend_->state());
+    }
+    invalid("unknown array '" + name + "'");
 }
 
 }  // namespace er

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,7 @@ struct Config {
     int32_t num_agents = 1;
     int32_t autoreset_mode = kSameStep;
     int32_t num_threads = 1;
-    std::vector<int32_t> rooms;  // RoomType per room; empty: the default sequence for num_agents
+    std::optional<std::vector<int32_t>> rooms;  // RoomType per room; none: the default sequence for num_agents
     std::vector<LevelSource> levels;  // custom levels, round-robin over worlds; empty: generated
     int32_t episode_len = kDefaultEpisodeLen;
     RewardConfig reward;
@@ -37,6 +38,8 @@ struct Config {
 
 enum class DType : int32_t { Int32, Float32, Bool, UInt8, Int8, UInt32, UInt64 };
 
+size_t dtype_size(DType t);
+
 // A zero-copy view of one exported array: element strides, as DLPack and nanobind count them.
 struct TensorDesc {
     void* data;
@@ -45,12 +48,26 @@ struct TensorDesc {
     std::vector<int64_t> strides;
 };
 
-// The default room sequence (SPEC §2.1).
+enum class ArrayKind : int32_t {
+    Tensor = 0,  // SPEC §3's tensors: inputs and outputs
+    Image = 1,   // the batch renderer's, present with enable_batch_renderer only
+    State = 2,   // the internal state the rules read and write (world and level arrays)
+};
+
+// One entry of the catalogue of exported arrays: its view is made from the simulation's state.
+struct ArraySpec {
+    const char* name;
+    ArrayKind kind;
+    TensorDesc (*view)(const SimState& s);
+};
+
+// The room types' names, in RoomType order, and the default room sequence (SPEC §2.1).
+extern const char* const kRoomNames[kNumRoomTypes];
 std::vector<int32_t> default_rooms(int32_t num_agents);
 
-// Throws std::invalid_argument naming the first field of `cfg` a Manager would refuse (empty
-// rooms mean the default sequence). Allocates nothing and compiles no level.
-void validate_config(Config cfg);
+// Throws std::invalid_argument naming the first field of `cfg` a Manager would refuse.
+// Allocates nothing and compiles no level.
+void validate_config(const Config& cfg);
 
 class Manager {
 public:
@@ -66,6 +83,10 @@ public:
     int32_t obs_dim() const { return er::obs_dim(cfg_.num_agents); }
     bool closed() const { return backend_ == nullptr; }
     bool on_gpu() const { return cfg_.exec_mode == ExecMode::CUDA; }
+    // R of SPEC §3's observation bounds (the walled area's diagonal over L; with custom levels,
+    // the largest of theirs), and what compiling the custom levels warned about.
+    float observation_radius() const { return observation_radius_; }
+    const std::vector<std::string>& level_warnings() const { return level_warnings_; }
     // Steps since construction (readable while another thread steps).
     uint64_t step_count() const { return step_count_.load(std::memory_order_relaxed); }
 
@@ -137,15 +158,12 @@ public:
     void to_host(void* dst, const void* src, size_t bytes);
     void from_host(void* dst, const void* src, size_t bytes);
 
-    // The names of every exported tensor, and each one's description.
-    static const std::vector<std::string>& tensor_names();
-    TensorDesc tensor(const std::string& name) const;
+    // Every exported array (the catalogue) and one of them by name: the tensors of SPEC §3,
+    // the renderer's images (with enable_batch_renderer only) and the internal state, as
+    // writable views for debugging (the simulation reads them: writes change the next step).
+    static const std::vector<ArraySpec>& arrays();
+    TensorDesc array(const std::string& name) const;
     std::shared_ptr<Storage> storage() const;
-
-    // Internal state as writable views, for tests and debugging (SimManager._state): the
-    // simulation reads them, so writes change the next step.
-    static const std::vector<std::string>& state_names();
-    TensorDesc state_view(const std::string& name) const;
 
     // Frees the simulation (tensors already exported keep their memory); further use throws
     // Error. Finishes a recording in progress.
@@ -168,6 +186,8 @@ private:
     std::unique_ptr<Recorder> recorder_;
     std::unique_ptr<TrajectoryLog> trajectory_;
     int64_t failed_recording_steps_ = -1;  // steps kept by a recording a write error ended; -1: none
+    float observation_radius_ = 0.0f;
+    std::vector<std::string> level_warnings_;
     std::vector<uint64_t> hashes_, digests_;  // scratch for HASH records
     std::vector<int32_t> input_reset_, input_actions_;  // a recorded or logged step's inputs, on the host
     std::atomic<uint64_t> step_count_{0};

@@ -9,6 +9,8 @@ An action is three int32 components per agent: ``move_amount``, ``move_angle``, 
 
 from __future__ import annotations
 
+from escape_room_env import _core
+
 __all__ = ["NUM_CHOICES", "move_amount", "move_angle", "rotate"]
 
 
@@ -44,5 +46,5 @@ class rotate:
     FAST_RIGHT = 4
 
 
-#: Number of choices of each component, the ``MultiDiscrete`` nvec.
-NUM_CHOICES = (4, 8, 5)
+#: Number of choices of each component, the ``MultiDiscrete`` nvec (from the core).
+NUM_CHOICES: tuple[int, int, int] = _core.ACTION_CHOICES

@@ -10,10 +10,10 @@ from gymnasium.vector import AutoresetMode
 
 from escape_room_env import _core
 
-__all__ = ["ROOM_TYPES", "AutoresetMode", "RewardConfig", "default_rooms"]
+__all__ = ["ROOM_TYPES", "AutoresetMode", "RewardConfig", "core_reward", "default_rooms"]
 
 #: The room types of the generated level, in the core's numbering (SPEC §2.1).
-ROOM_TYPES = ("button", "double_button", "cube_blocking", "cube_button")
+ROOM_TYPES: tuple[str, ...] = _core.ROOM_TYPES
 
 # The core's numbering of reset modes (also the replay file's u32 autoreset_mode).
 _AUTORESET_CODES = {AutoresetMode.NEXT_STEP: 0, AutoresetMode.SAME_STEP: 1, AutoresetMode.DISABLED: 2}
@@ -40,14 +40,16 @@ class RewardConfig:
     escape_bonus: float = 1.0
     """Paid once, on the step an agent reaches the exit."""
 
-    def _to_core(self) -> _core.RewardConfig:
-        cfg = _core.RewardConfig()
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"RewardConfig.{field.name} must be a number, got {value!r}")
-            setattr(cfg, field.name, float(value))
-        return cfg
+
+def core_reward(reward: RewardConfig) -> _core.RewardConfig:
+    """The core's struct of a :class:`RewardConfig` (numbers as float32; the core checks ranges)."""
+    cfg = _core.RewardConfig()
+    for field in dataclasses.fields(reward):
+        value = getattr(reward, field.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"RewardConfig.{field.name} must be a number, got {value!r}")
+        setattr(cfg, field.name, float(value))
+    return cfg
 
 
 def as_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -110,18 +112,16 @@ def autoreset_code(mode: AutoresetMode) -> int:
     return _AUTORESET_CODES[mode]
 
 
-def parse_rooms(rooms: Sequence[str] | None) -> list[int]:
-    """Room names (or core codes) to the core's codes; [] means the default sequence."""
+def parse_rooms(rooms: Sequence[str] | None) -> list[int] | None:
+    """Room names to the core's codes (the core checks how many); None: the default sequence."""
     if rooms is None:
-        return []
+        return None
     if isinstance(rooms, str):
         rooms = [rooms]
     if not isinstance(rooms, Sequence):
         raise TypeError(
             f"rooms must be a sequence of room type names ({', '.join(ROOM_TYPES)}), got {type(rooms).__name__}"
         )
-    if len(rooms) == 0:
-        raise ValueError("rooms must list 1 to 4 room types, got an empty sequence (None means the default)")
     codes = []
     for k, room in enumerate(rooms):
         if isinstance(room, str) and room in ROOM_TYPES:

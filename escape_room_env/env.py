@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode
+from typing_extensions import Unpack
 
 from escape_room_env import spaces
-from escape_room_env.config import RewardConfig
-from escape_room_env.manager import SimManager
-from escape_room_env.vector_env import (
-    _INFOS,
-    check_obs_mode,
+from escape_room_env._env_common import (
+    INFOS,
+    SimOptions,
     check_render_mode,
-    fresh_seed,
     join_rgbd,
+    make_sim,
+    observation_space,
     observation_views,
-    resolve_episode_len,
 )
 
 __all__ = ["EscapeRoomEnv"]
@@ -47,47 +45,26 @@ class EscapeRoomEnv(gymnasium.Env):
     def __init__(
         self,
         *,
-        num_agents: int = 1,
-        rooms: Sequence[str] | None = None,
-        levels: Any = None,
-        seed: int | None = None,
-        episode_len: int | None = None,
-        max_episode_steps: int | None = None,
-        reward: RewardConfig | Mapping[str, float] | None = None,
-        num_threads: int = 1,
         obs_mode: str = "vector",
-        render_width: int = 64,
-        render_height: int = 64,
         render_mode: str | None = None,
+        **options: Unpack[SimOptions],
     ):
-        if num_agents != 1:
+        """``options`` are the vector env's simulator options (:class:`EscapeRoomVectorEnv`):
+        ``rooms``, ``levels``, ``seed``, ``num_threads`` (default 1 here), ``episode_len`` /
+        ``max_episode_steps``, ``reward``, ``render_width``, ``render_height``; ``num_agents``
+        must be 1."""
+        if options.get("num_agents", 1) != 1:
             raise ValueError(
-                f"EscapeRoomEnv needs num_agents=1, got {num_agents}; use EscapeRoomVectorEnv for multi-agent worlds"
+                f"EscapeRoomEnv needs num_agents=1, got {options['num_agents']}; use EscapeRoomVectorEnv for "
+                "multi-agent worlds"
             )
         check_render_mode(render_mode)
-        check_obs_mode(obs_mode, AutoresetMode.DISABLED)
+        options.setdefault("num_threads", 1)
         # DISABLED: a finished episode stays frozen until reset(), as a gymnasium.Env expects.
-        self.sim = SimManager(
-            num_worlds=1,
-            rand_seed=fresh_seed() if seed is None else seed,
-            autoreset_mode="disabled",
-            num_threads=num_threads,
-            rooms=rooms,
-            levels=levels,
-            episode_len=resolve_episode_len(episode_len, max_episode_steps),
-            reward=reward,
-            enable_batch_renderer=obs_mode != "vector",
-            render_width=render_width,
-            render_height=render_height,
-        )
+        self.sim = make_sim(1, autoreset_mode=AutoresetMode.DISABLED, obs_mode=obs_mode, **options)
         self.render_mode = render_mode
         self.obs_mode = obs_mode
-        if obs_mode == "vector":
-            self.observation_space = spaces.observation_space(
-                1, len(self.sim.rooms), self.sim._compiled_levels
-            )
-        else:
-            self.observation_space = spaces.pixel_space(obs_mode, *self.sim.render_size)
+        self.observation_space = observation_space(self.sim, obs_mode)
         self.action_space = spaces.action_space()
         obs, self._rgbd = observation_views(self.sim, obs_mode)
         self._obs = None if obs is None else obs[0]
@@ -95,7 +72,7 @@ class EscapeRoomEnv(gymnasium.Env):
         self._reward = self.sim.reward_tensor().to_numpy()[0, 0]
         self._terminated = self.sim.terminated_tensor().to_numpy()[0]
         self._truncated = self.sim.truncated_tensor().to_numpy()[0]
-        self._info_views = {k: self.sim._tensor(now).to_numpy()[0, 0] for k, (now, _) in _INFOS.items()}
+        self._info_views = {k: self.sim.tensor(now).to_numpy()[0, 0] for k, (now, _) in INFOS.items()}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is None:

@@ -5,6 +5,7 @@
 ExecMode.CPU
 """
 
-from escape_room_env._core import ExecMode, Tensor
+from escape_room_env._core import ExecMode
+from escape_room_env.tensor import Tensor
 
 __all__ = ["ExecMode", "Tensor"]

@@ -10,7 +10,7 @@ import sys
 import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,15 +26,21 @@ from escape_room_env.config import (
     RewardConfig,
     as_int,
     autoreset_code,
+    core_reward,
     parse_autoreset,
     parse_reward,
     parse_rooms,
 )
-from escape_room_env.errors import EscapeRoomError, ReplayDivergenceError
-from escape_room_env.levels import Level, compile_level, parse_levels
+from escape_room_env.errors import EscapeRoomError
+from escape_room_env.levels import Level, LevelWarning, core_level, parse_levels
+from escape_room_env.replay import ReplayFile, ReplayPlayer, read_replay_metadata
+from escape_room_env.tensor import Tensor
 
 ExecMode = _core.ExecMode
-Tensor = _core.Tensor
+
+# The catalogue of exported arrays (name: kind); kind 0 a tensor of SPEC §3, 1 an image of the
+# batch renderer, 2 internal state.
+_ARRAYS: dict[str, int] = dict(_core.Manager.arrays())
 
 __all__ = ["ExecMode", "SimManager", "Tensor", "cuda_available", "cuda_unavailable_reason"]
 
@@ -143,8 +149,7 @@ class SimManager:
             raise ValueError(f"rand_seed must be in [0, 2**64), got {seed}")
         cfg.rand_seed = seed
         cfg.num_agents = as_int("num_agents", num_agents, *INT32)
-        self._autoreset_mode = parse_autoreset(autoreset_mode, bool(auto_reset))
-        cfg.autoreset_mode = autoreset_code(self._autoreset_mode)
+        cfg.autoreset_mode = autoreset_code(parse_autoreset(autoreset_mode, bool(auto_reset)))
         cfg.num_threads = (
             _default_num_threads() if num_threads is None else as_int("num_threads", num_threads, *INT32)
         )
@@ -154,17 +159,22 @@ class SimManager:
             raise ValueError(
                 "pass rooms or levels, not both: rooms shape the generated level, levels replace it"
             )
-        self._compiled_levels = tuple(compile_level(level, cfg.num_agents) for level in self._levels)
-        cfg.levels = [level._to_core() for level in self._levels]
+        cfg.levels = [core_level(level) for level in self._levels]
         cfg.episode_len = as_int("episode_len", episode_len, *INT32)
         self._reward = parse_reward(reward)
-        cfg.reward = self._reward._to_core()
-        self._impl = _core.Manager(cfg)
-        self._exec_mode = exec_mode
-        self._gpu_id = cfg.gpu_id
-        self._rand_seed = seed
+        cfg.reward = core_reward(self._reward)
+        self._impl = _core.Manager(cfg)  # compiles the levels (once)
+        #: The vector env's step, in one native call: ``step_actions(actions, refuse_done=False,
+        #: obs_out=None)`` validates (num_worlds * num_agents, 3) int32/int64 actions where the
+        #: simulation is, writes them to the action tensor and steps once (copying the new
+        #: observations into ``obs_out`` when given). Returns -1 when it stepped; else the flat
+        #: index of the first out-of-range value, or, with ``refuse_done``, -2 - w for a world w
+        #: frozen in DISABLED mode: nothing written, nothing stepped.
+        self.step_actions = self._impl.step_actions
+        for message in self._impl.level_warnings:
+            warnings.warn(message, LevelWarning, stacklevel=2)
         self._tensors: dict[str, Tensor] = {}
-        self._replay: _ReplayCursor | None = None
+        self._replay: ReplayPlayer | None = None
         self._replay_finalizer: weakref.finalize | None = None
 
     # -- stepping ---------------------------------------------------------------------------
@@ -247,35 +257,42 @@ class SimManager:
         """Each world's 64-bit FNV-1a state hash (SPEC §4), as a uint64 array of num_worlds."""
         return self._impl.state_hashes()
 
-    def _state(self, name: str):
-        """A writable view of internal state, for tests and debugging (not a stable API): a
-        numpy array on CPU, a torch tensor on CUDA.
+    def host_array(self, name: str) -> np.ndarray:
+        """A numpy array of any exported array by name (a tensor of :meth:`tensor_names`, or the
+        internal state: ``agent_pos``, ``door_open``, ``cube_pos``, ``level_statics``, ...): the
+        simulation's own memory on CPU, a copy from the GPU on CUDA. For reading and debugging;
+        the internal state's names and layout may change between versions.
 
-        Names: ``_core.Manager.state_names()`` (agent_pos [W, A, 2], agent_yaw, cube_pos
-        [W, 16, 2], door_open [W, 8], steps_left, level_statics [W, 72, 4], ...). The core
-        reads these arrays, so a write changes what the next step simulates; observations
-        are recomputed at the next step.
+        >>> import escape_room_env as er
+        >>> er.SimManager(num_worlds=2).host_array("agent_pos").shape
+        (2, 1, 2)
         """
-        view = self._impl.state_view(name)
-        return view.to_torch() if self._impl.on_gpu else view.to_numpy()
-
-    def _host(self, name: str) -> np.ndarray:
-        """A numpy array of a tensor or state array: the view itself on CPU, a copy from the
-        GPU on CUDA (for reading; numpy alone, no torch)."""
         if self._impl.on_gpu:
             return self._impl.host_copy(name)
-        return (
-            self._impl.state_view(name).to_numpy() if name in _STATE_NAMES else self._tensor(name).to_numpy()
+        return self._impl.array(name).numpy()
+
+    def write_array(self, name: str, values: Any) -> None:
+        """Overwrites an exported array (an input tensor such as ``action`` or ``reset``, or a
+        contiguous internal state array) from host values broadcast to its shape and cast to its
+        dtype; on CUDA as on CPU. The next step reads it.
+
+        >>> import escape_room_env as er
+        >>> sim = er.SimManager(num_worlds=2)
+        >>> sim.write_array("action", (3, 0, 2))
+        >>> sim.action_tensor().to_numpy()[1].tolist()
+        [[3, 0, 2]]
+        """
+        array = self._impl.array(name)
+        self._impl.host_write(
+            name, np.ascontiguousarray(np.broadcast_to(values, array.shape), dtype=np.dtype(array.dtype))
         )
 
-    def _write_input(self, name: str, values: np.ndarray) -> None:
-        """Overwrites the ``reset`` or ``action`` tensor from a host array (replays use it)."""
-        if self._impl.on_gpu:
-            self._impl.host_write(
-                name, np.ascontiguousarray(np.broadcast_to(values, self._tensor(name).shape), np.int32)
-            )
-        else:
-            self._tensor(name).to_numpy()[:] = values
+    def _state(self, name: str):
+        """A writable view of internal state, for tests and debugging (not a stable API): a
+        numpy array on CPU, a torch tensor on CUDA. The core reads these arrays, so a write
+        changes what the next step simulates; observations are recomputed at the next step."""
+        view = self._impl.array(name)
+        return view.torch() if self._impl.on_gpu else view.numpy()
 
     def close(self) -> None:
         """Frees the simulation (finishing a recording in progress). Tensors obtained before
@@ -298,7 +315,7 @@ class SimManager:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.num_worlds} worlds x {self.num_agents} agents"
-        return f"SimManager({state}, {self._exec_mode.name}, autoreset_mode={self._autoreset_mode.name})"
+        return f"SimManager({state}, {self.exec_mode.name}, autoreset_mode={self.autoreset_mode.name})"
 
     # -- recording, replay, trajectory logging (SPEC §5.2) ------------------------------------
 
@@ -366,8 +383,6 @@ class SimManager:
     def read_replay_metadata(path: str | os.PathLike):
         """The header and config of a replay file, as a frozen ``ReplayMetadata``
         (also readable as ``metadata["num_worlds"]``)."""
-        from escape_room_env.replay import read_replay_metadata
-
         return read_replay_metadata(path)
 
     @classmethod
@@ -387,11 +402,8 @@ class SimManager:
         Everything but where to run (and the batch renderer's image size) comes from the file;
         call :meth:`replay_step` to advance.
         """
-        from escape_room_env.replay import ReplayFile
-
         replay = ReplayFile(path)
         try:
-            _check_rules_version(replay)
             meta = replay.metadata
             sim = cls(
                 exec_mode,
@@ -423,14 +435,7 @@ class SimManager:
             DeprecationWarning,
             stacklevel=2,
         )
-        from escape_room_env.replay import ReplayFile
-
         replay = ReplayFile(path)
-        try:
-            _check_rules_version(replay)
-        except BaseException:
-            replay.close()
-            raise
         meta = replay.metadata
         mine = {
             "num_worlds": self.num_worlds,
@@ -467,23 +472,16 @@ class SimManager:
         Returns True when the step it just ran was the last recorded one. Hash checkpoints
         are verified on the way: a mismatch raises ``ReplayDivergenceError``.
         """
-        if self._impl.closed:
-            raise EscapeRoomError("this SimManager is closed; create a new one")
-        if self._replay is None:
-            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
-        return self._replay.advance(self)
+        return self._player().advance()
 
     def get_replay_checkpoints_verified(self) -> int:
         """How many of the file's state-hash checkpoints the replay has verified so far."""
-        if self._replay is None:
-            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
-        return self._replay.verified
+        return self._player().verified
 
     def get_replay_step_count(self) -> tuple[int, int]:
         """(steps replayed so far, steps in the file)."""
-        if self._replay is None:
-            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
-        return self._replay.current, self._replay.total
+        player = self._player()
+        return player.current, player.total
 
     def enable_trajectory_logging(
         self, world_idx: int, agent_idx: int, filename: str | os.PathLike | None = None
@@ -560,60 +558,80 @@ class SimManager:
             "world_levels": [w % n for w in range(self.num_worlds)],
         }
 
-    def _attach_replay(self, replay) -> None:
+    def _attach_replay(self, replay: ReplayFile) -> None:
         self._detach_replay()
-        meta = replay.metadata
-        self._impl.start_episodes(
-            np.asarray(meta.world_seeds, dtype=np.uint64), np.asarray(meta.world_episodes, dtype=np.uint32)
-        )
-        self._write_input("reset", np.zeros(self.num_worlds, np.int32))
-        self._impl.chain_outputs_for_replay(True)  # from this first state on, as the recording did
-        self._replay = _ReplayCursor(replay)
+        try:
+            self._replay = ReplayPlayer(self._impl, replay)
+        except BaseException:
+            replay.close()
+            raise
         # A manager dropped without close() still closes its file (no ResourceWarning, no leak).
         self._replay_finalizer = weakref.finalize(self, replay.close)
-        self._replay.check_initial(self)
 
     def _detach_replay(self) -> None:
-        """Closes the replay file, if any, and lets its index go."""
+        """Stops the replay, if any, closing its file and letting its index go."""
+        if self._replay is not None:
+            self._replay.close()
         if self._replay_finalizer is not None:
-            self._replay_finalizer()  # closes the file; the finalizer forgets it
-        if self._replay is not None and not self._impl.closed:
-            self._impl.chain_outputs_for_replay(False)
+            self._replay_finalizer.detach()
         self._replay = self._replay_finalizer = None
+
+    def _player(self) -> ReplayPlayer:
+        if self._impl.closed:
+            raise EscapeRoomError("this SimManager is closed; create a new one")
+        if self._replay is None:
+            raise EscapeRoomError("no replay loaded; create the manager with SimManager.from_replay(path)")
+        return self._replay
 
     # -- configuration ----------------------------------------------------------------------
 
     @property
     def num_worlds(self) -> int:
-        return self._impl.num_worlds
+        return self._impl.config.num_worlds
+
+    @property
+    def _num_worlds(self) -> int:
+        """The seed's name for :attr:`num_worlds`."""
+        return self.num_worlds
 
     @property
     def num_agents(self) -> int:
-        return self._impl.num_agents
+        return self._impl.config.num_agents
 
     @property
     def num_threads(self) -> int:
-        return self._impl.num_threads
+        return self._impl.config.num_threads
 
     @property
     def obs_dim(self) -> int:
         """D = 87 + 3 (num_agents - 1), the length of one agent's flat observation."""
-        return self._impl.obs_dim
+        return _core.obs_dim(self.num_agents)
 
     @property
     def episode_len(self) -> int:
-        return self._impl.episode_len
+        return self._impl.config.episode_len
 
     @property
     def autoreset_mode(self) -> AutoresetMode:
-        return AUTORESET_FROM_CODE[self._impl.autoreset_mode]
+        return AUTORESET_FROM_CODE[self._impl.config.autoreset_mode]
 
     @property
     def rooms(self) -> tuple[str, ...]:
         """Room types of the generated level; () when custom levels replace it."""
         if self._levels:
             return ()
-        return tuple(ROOM_TYPES[t] for t in self._impl.rooms)
+        return tuple(ROOM_TYPES[t] for t in self._impl.config.rooms)
+
+    @property
+    def observation_radius(self) -> float:
+        """R of SPEC §3's observation bounds: positions and distances lie in [0, R] (the walled
+        area's diagonal over L; with custom levels, the largest of theirs).
+
+        >>> import escape_room_env as er
+        >>> round(er.SimManager(num_worlds=1).observation_radius, 4)
+        1.254
+        """
+        return self._impl.observation_radius
 
     @property
     def levels(self) -> tuple[Level, ...]:
@@ -633,128 +651,141 @@ class SimManager:
 
     @property
     def exec_mode(self) -> ExecMode:
-        return self._exec_mode
+        return self._impl.config.exec_mode
 
     @property
     def gpu_id(self) -> int:
-        return self._gpu_id
+        return self._impl.config.gpu_id
 
     @property
     def rand_seed(self) -> int:
-        return self._rand_seed
+        return self._impl.config.rand_seed
 
     # -- tensors (SPEC §3) ------------------------------------------------------------------
 
-    def _tensor(self, name: str) -> Tensor:
+    def tensor(self, name: str) -> Tensor:
+        """An exported tensor by name (:meth:`tensor_names`); ``sim.tensor("reward")`` is
+        ``sim.reward_tensor()``.
+
+        >>> import escape_room_env as er
+        >>> er.SimManager(num_worlds=2).tensor("lidar").shape
+        (2, 1, 30, 2)
+        """
         tensor = self._tensors.get(name)
         if tensor is None or self._impl.closed:
-            tensor = self._tensors[name] = self._impl.tensor(name)
+            if _ARRAYS.get(name, 2) == 2:
+                raise ValueError(f"unknown tensor {name!r}; expected one of {', '.join(self.tensor_names())}")
+            tensor = self._tensors[name] = Tensor(self._impl.array(name))
         return tensor
+
+    @staticmethod
+    def tensor_names() -> tuple[str, ...]:
+        """The names of every tensor (SPEC §3), ``rgb`` and ``depth`` included (they need the
+        batch renderer)."""
+        return tuple(name for name, kind in _ARRAYS.items() if kind != 2)
 
     def reset_tensor(self) -> Tensor:
         """[W] int32, input: write non-zero to start a new episode in world w at the next step."""
-        return self._tensor("reset")
+        return self.tensor("reset")
 
     def action_tensor(self) -> Tensor:
         """[W, A, 3] int32, input: move_amount, move_angle, rotate."""
-        return self._tensor("action")
+        return self.tensor("action")
 
     def reward_tensor(self) -> Tensor:
         """[W, A, 1] float32."""
-        return self._tensor("reward")
+        return self.tensor("reward")
 
     def done_tensor(self) -> Tensor:
         """[W, A, 1] int32: 1 on the done step (or while frozen in DISABLED mode)."""
-        return self._tensor("done")
+        return self.tensor("done")
 
     def termination_reason_tensor(self) -> Tensor:
         """[W, A, 1] int32: -1 running, 0 time limit, 1 escaped."""
-        return self._tensor("termination_reason")
+        return self.tensor("termination_reason")
 
     def terminated_tensor(self) -> Tensor:
         """[W, A] bool: the episode ended because every agent escaped."""
-        return self._tensor("terminated")
+        return self.tensor("terminated")
 
     def truncated_tensor(self) -> Tensor:
         """[W, A] bool: the episode ended at the time limit."""
-        return self._tensor("truncated")
+        return self.tensor("truncated")
 
     def steps_remaining_tensor(self) -> Tensor:
         """[W, A, 1] int32: episode_len ... 0."""
-        return self._tensor("steps_remaining")
+        return self.tensor("steps_remaining")
 
     def progress_tensor(self) -> Tensor:
         """[W, A, 1] float32: the maximum y reached this episode, metres."""
-        return self._tensor("progress")
+        return self.tensor("progress")
 
     def observation_tensor(self) -> Tensor:
         """[W, A, D] float32: the flat policy input (every view below lives inside it)."""
-        return self._tensor("observation")
+        return self.tensor("observation")
 
     def self_observation_tensor(self) -> Tensor:
         """[W, A, 5] float32 view of observation[..., 0:5]: x, y, z, max_y (over L), yaw / pi."""
-        return self._tensor("self_observation")
+        return self.tensor("self_observation")
 
     def door_observation_tensor(self) -> Tensor:
         """[W, A, 3] float32 view of observation[..., 6:9]: polar to the band's door, is_open."""
-        return self._tensor("door_observation")
+        return self.tensor("door_observation")
 
     def room_entity_observations_tensor(self) -> Tensor:
         """[W, A, 6, 3] float32 view of observation[..., 9:27]: nearest buttons and cubes of the band."""
-        return self._tensor("room_entity_observations")
+        return self.tensor("room_entity_observations")
 
     def lidar_tensor(self) -> Tensor:
         """[W, A, 30, 2] float32 view of observation[..., 27:87]: distance / 40, type / 6 per ray."""
-        return self._tensor("lidar")
+        return self.tensor("lidar")
 
     def partner_observations_tensor(self) -> Tensor:
         """[W, A, A - 1, 3] float32 view of observation[..., 87:]: polar to each other agent, escaped."""
-        return self._tensor("partner_observations")
+        return self.tensor("partner_observations")
 
     def final_observation_tensor(self) -> Tensor:
         """[W, A, D] float32: the terminal observation of worlds reset at the end of a SAME_STEP done step."""
-        return self._tensor("final_observation")
+        return self.tensor("final_observation")
 
     def elapsed_steps_tensor(self) -> Tensor:
         """[W, A, 1] int32: steps taken in the shown episode (episode_len - steps_remaining)."""
-        return self._tensor("elapsed_steps")
+        return self.tensor("elapsed_steps")
 
     def doors_opened_tensor(self) -> Tensor:
         """[W, A, 1] int32: doors of the world that are open."""
-        return self._tensor("doors_opened")
+        return self.tensor("doors_opened")
 
     def final_progress_tensor(self) -> Tensor:
         """[W, A, 1] float32: progress of the episode that ended on a SAME_STEP done step."""
-        return self._tensor("final_progress")
+        return self.tensor("final_progress")
 
     def final_elapsed_steps_tensor(self) -> Tensor:
         """[W, A, 1] int32: length of the episode that ended on a SAME_STEP done step."""
-        return self._tensor("final_elapsed_steps")
+        return self.tensor("final_elapsed_steps")
 
     def final_doors_opened_tensor(self) -> Tensor:
         """[W, A, 1] int32: doors open when the episode ended on a SAME_STEP done step."""
-        return self._tensor("final_doors_opened")
+        return self.tensor("final_doors_opened")
 
     def rgb_tensor(self) -> Tensor:
         """[W, A, H, Wpx, 3] uint8: each agent's first-person image (needs enable_batch_renderer)."""
-        return self._tensor("rgb")
+        return self.tensor("rgb")
 
     def depth_tensor(self) -> Tensor:
         """[W, A, H, Wpx, 1] float32: metres along each pixel's view ray, at most 40 (needs
         enable_batch_renderer)."""
-        return self._tensor("depth")
+        return self.tensor("depth")
 
     @property
     def batch_renderer_enabled(self) -> bool:
-        return self._impl.render_size is not None
+        return self._impl.config.enable_batch_renderer
 
     @property
     def render_size(self) -> tuple[int, int] | None:
         """(height, width) of the batch renderer's images; None when it is off."""
-        return self._impl.render_size
-
-
-_STATE_NAMES = frozenset(_core.Manager.state_names())
+        cfg = self._impl.config
+        return (cfg.render_height, cfg.render_width) if cfg.enable_batch_renderer else None
 
 
 def _stream_handle(stream: Any) -> int:
@@ -774,77 +805,3 @@ def _stream_handle(stream: Any) -> int:
 
 
 _LEGACY_DEFAULT_STREAM = 1  # cudaStreamLegacy
-
-
-def _check_rules_version(replay) -> None:
-    from escape_room_env.errors import ReplayFormatError
-
-    version = replay.metadata.rules_version
-    if version != _core.RULES_VERSION:
-        raise ReplayFormatError(
-            f"{replay.metadata.path}: recorded with rules version {version}, but this build simulates "
-            f"rules version {_core.RULES_VERSION}; replay it with a matching escape_room_env"
-        )
-
-
-class _ReplayCursor:
-    """Walks a replay file's records: resets and steps are applied, hashes verified."""
-
-    def __init__(self, replay):
-        self.replay = replay
-        self.total = replay.num_steps
-        self.current = 0
-        self.verified = 0  # hash checkpoints that matched
-        self._records: Iterator = iter(replay.records())
-        self._next = next(self._records, None)
-
-    def _take(self):
-        record, self._next = self._next, next(self._records, None)
-        return record
-
-    def check_initial(self, sim: SimManager) -> None:
-        from escape_room_env.replay import HashRecord
-
-        while isinstance(self._next, HashRecord) and self._next.step == 0:
-            self._verify(sim, self._take())
-
-    def advance(self, sim: SimManager) -> bool:
-        from escape_room_env.replay import HashRecord, ResetRecord, StepRecord
-
-        if self.current >= self.total:
-            raise EscapeRoomError(f"the replay is finished: all {self.total} recorded steps were replayed")
-        while not isinstance(self._next, StepRecord):
-            record = self._take()
-            if isinstance(record, ResetRecord):
-                sim.reset_worlds(record.mask, seeds=record.seeds)
-            elif isinstance(record, HashRecord):
-                self._verify(sim, record)
-        record = self._take()
-        sim._write_input("reset", record.reset)
-        sim._write_input("action", record.actions)
-        sim.step()
-        self.current += 1
-        last = self.current == self.total
-        # Checkpoints of this step; after the last step, also the resets recorded before the end.
-        while self._next is not None and (
-            isinstance(self._next, HashRecord) or (last and isinstance(self._next, ResetRecord))
-        ):
-            record = self._take()
-            if isinstance(record, ResetRecord):
-                sim.reset_worlds(record.mask, seeds=record.seeds)
-            else:
-                self._verify(sim, record)
-        return last
-
-    def _verify(self, sim: SimManager, record) -> None:
-        state = sim.state_hashes() != record.hashes
-        outputs = sim._impl.output_digests(replay=True) != record.outputs
-        bad = np.flatnonzero(state | outputs)
-        self.verified += bad.size == 0
-        if bad.size:
-            shown = ", ".join(str(w) for w in bad[:10]) + (", ..." if bad.size > 10 else "")
-            what = "state" if state.any() else "outputs (rewards, flags or observations), their state equal"
-            raise ReplayDivergenceError(
-                f"replay of {self.replay.metadata.path} diverged at step {record.step}: "
-                f"world(s) {shown} ({bad.size} of {state.size}) differ from the recording in their {what}"
-            )

@@ -86,7 +86,7 @@ class Scene:
     @classmethod
     def from_world(cls, sim, world: int) -> Scene:
         """World ``world`` of a simulator as it is now (generated or custom level)."""
-        state = sim._host
+        state = sim.host_array
         num_statics, num_doors, num_buttons, num_cubes, _, num_exits = (
             int(n) for n in state("level_counts")[world]
         )
@@ -230,7 +230,9 @@ def level_picture(level: CompiledLevel, *, pixels_per_metre: float = 8.0) -> np.
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-    """Writes an RGB image with imageio (``pip install escape_room_env[render]``)."""
+    """Writes an RGB image to a ``.png`` path with imageio (``pip install escape_room_env[render]``)."""
+    if not str(path).lower().endswith(".png"):
+        raise ValueError(f"image path must end in .png, got {str(path)!r}")
     try:
         import imageio.v3 as iio
     except ImportError as e:
@@ -242,7 +244,7 @@ def save_png(image: np.ndarray, path: str) -> None:
 
 def first_person_strip(sim, world: int, height: int) -> np.ndarray:
     """The world's agents' first-person images side by side, scaled (nearest) to ``height`` rows."""
-    rgb = sim._host("rgb")[world]  # (A, h, w, 3)
+    rgb = sim.host_array("rgb")[world]  # (A, h, w, 3)
     scale = max(1, height // rgb.shape[1])
     strip = np.concatenate(
         [np.kron(image, np.ones((scale, scale, 1), dtype=np.uint8)) for image in rgb], axis=1
@@ -289,14 +291,18 @@ def replay_frames(
 def write_video(frames, path: str, fps: float = 10.0) -> int:
     """Writes RGB frames to ``.gif`` (imageio, the ``render`` extra) or ``.mp4`` (imageio-ffmpeg,
     the ``video`` extra); returns the number of frames."""
+    suffix = str(path).lower().rsplit(".", 1)[-1]
+    if suffix not in ("gif", "mp4"):
+        raise ValueError(f"video path must end in .gif or .mp4, got {str(path)!r}")
+    if not (isinstance(fps, (int, float)) and 0 < fps < float("inf")):
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
     try:
         import imageio.v3 as iio
     except ImportError as e:
         raise ImportError("videos need imageio: pip install 'escape_room_env[render]'") from e
-    frames = list(frames)
+    frames = list(frames)  # checked first: the frames may be a whole replay
     if not frames:
         raise ValueError("no frames to write")
-    suffix = str(path).lower().rsplit(".", 1)[-1]
     if suffix == "gif":
         iio.imwrite(path, np.stack(frames), duration=1000.0 / fps, loop=0)
     elif suffix == "mp4":
@@ -308,6 +314,4 @@ def write_video(frames, path: str, fps: float = 10.0) -> int:
         h, w = frames[0].shape[:2]
         stack = np.stack(frames)[:, : h - h % 2, : w - w % 2]
         iio.imwrite(path, stack, fps=fps, codec="libx264", macro_block_size=2)
-    else:
-        raise ValueError(f"video path must end in .gif or .mp4, got {path!r}")
     return len(frames)

@@ -69,8 +69,8 @@ from typing_extensions import Self
 
 from escape_room_env import _core
 from escape_room_env.action import NUM_CHOICES
-from escape_room_env.config import AUTORESET_FROM_CODE, ROOM_TYPES, RewardConfig
-from escape_room_env.errors import ReplayFormatError
+from escape_room_env.config import AUTORESET_FROM_CODE, ROOM_TYPES, RewardConfig, core_reward
+from escape_room_env.errors import EscapeRoomError, ReplayDivergenceError, ReplayFormatError
 from escape_room_env.levels import Level, LevelWarning, compile_level
 
 try:
@@ -83,6 +83,7 @@ __all__ = [
     "HashRecord",
     "ReplayFile",
     "ReplayMetadata",
+    "ReplayPlayer",
     "ReplayTruncatedWarning",
     "ResetRecord",
     "StepRecord",
@@ -763,6 +764,100 @@ def read_replay_metadata(path: PathLike) -> ReplayMetadata:
         return replay.metadata
 
 
+# -- playback ----------------------------------------------------------------------------------
+
+
+class ReplayPlayer:
+    """Plays a :class:`ReplayFile` on a simulator (``SimManager.from_replay`` makes one): resets
+    and steps are applied as recorded, and every checkpoint is verified (state hashes and output
+    chains), raising ``ReplayDivergenceError`` naming the step and the worlds on a mismatch.
+
+    ``core`` is the simulator's native manager (``_core.Manager``), configured like the file.
+
+    >>> import os, tempfile, escape_room_env as er
+    >>> path = os.path.join(tempfile.mkdtemp(), "play.bin")
+    >>> with er.SimManager(num_worlds=2) as sim, sim.recording(path, seed=1):
+    ...     sim.step(nstep=3)
+    >>> replay = er.SimManager.from_replay(path)
+    >>> [replay.replay_step() for _ in range(3)], replay.get_replay_step_count()
+    ([False, False, True], (3, 3))
+    """
+
+    def __init__(self, core: _core.Manager, replay: ReplayFile):
+        version = replay.metadata.rules_version
+        if version != _core.RULES_VERSION:
+            raise ReplayFormatError(
+                f"{replay.metadata.path}: recorded with rules version {version}, but this build simulates "
+                f"rules version {_core.RULES_VERSION}; replay it with a matching escape_room_env"
+            )
+        self.core = core
+        self.replay = replay
+        self.total = replay.num_steps
+        self.current = 0
+        self.verified = 0  # checkpoints that matched
+        self._records: Iterator[Record] = iter(replay.records())
+        self._next = next(self._records, None)
+        meta = replay.metadata
+        core.start_episodes(
+            np.asarray(meta.world_seeds, dtype=np.uint64), np.asarray(meta.world_episodes, dtype=np.uint32)
+        )
+        core.host_write("reset", np.zeros(meta.num_worlds, np.int32))
+        core.chain_outputs_for_replay(True)  # from this first state on, as the recording did
+        while isinstance(self._next, HashRecord) and self._next.step == 0:
+            self._verify(self._take())
+
+    def _take(self) -> Record | None:
+        record, self._next = self._next, next(self._records, None)
+        return record
+
+    def advance(self) -> bool:
+        """Applies the next recorded step (and the resets before it); True after the last one."""
+        if self.current >= self.total:
+            raise EscapeRoomError(f"the replay is finished: all {self.total} recorded steps were replayed")
+        while not isinstance(self._next, StepRecord):
+            self._apply(self._take())
+        record = self._take()
+        assert isinstance(record, StepRecord)
+        self.core.host_write("reset", record.reset.astype(np.int32))
+        self.core.host_write("action", record.actions.astype(np.int32))
+        self.core.step(1, 0)
+        self.current += 1
+        last = self.current == self.total
+        # The checkpoints of this step; after the last step, also the resets recorded before the end.
+        while self._next is not None and (
+            isinstance(self._next, HashRecord) or (last and isinstance(self._next, ResetRecord))
+        ):
+            self._apply(self._take())
+        return last
+
+    def _apply(self, record: Record | None) -> None:
+        if isinstance(record, ResetRecord):
+            seeds = None if record.seeds is None else np.ascontiguousarray(record.seeds, dtype=np.uint64)
+            self.core.reset_worlds(record.mask.astype(np.uint8), seeds)
+        elif isinstance(record, HashRecord):
+            self._verify(record)
+
+    def _verify(self, record: Record | None) -> None:
+        assert isinstance(record, HashRecord)
+        state = self.core.state_hashes() != record.hashes
+        outputs = self.core.output_digests(replay=True) != record.outputs
+        bad = np.flatnonzero(state | outputs)
+        self.verified += bad.size == 0
+        if bad.size:
+            shown = ", ".join(str(w) for w in bad[:10]) + (", ..." if bad.size > 10 else "")
+            what = "state" if state.any() else "outputs (rewards, flags or observations), their state equal"
+            raise ReplayDivergenceError(
+                f"replay of {self.replay.metadata.path} diverged at step {record.step}: "
+                f"world(s) {shown} ({bad.size} of {state.size}) differ from the recording in their {what}"
+            )
+
+    def close(self) -> None:
+        """Stops verifying (the simulator keeps its state) and closes the file."""
+        if not self.core.closed:
+            self.core.chain_outputs_for_replay(False)
+        self.replay.close()
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -872,9 +967,9 @@ def _check_config(config: object, h: types.SimpleNamespace) -> dict:
     cfg = _core.Config()
     cfg.num_worlds, cfg.num_agents, cfg.episode_len = h.num_worlds, h.num_agents, h.episode_len
     cfg.autoreset_mode = h.autoreset
-    cfg.rooms = [] if levels else [ROOM_TYPES.index(room) for room in rooms]
+    cfg.rooms = None if levels else [ROOM_TYPES.index(room) for room in rooms]
     try:
-        cfg.reward = RewardConfig(**reward)._to_core()
+        cfg.reward = core_reward(RewardConfig(**reward))
         _core.validate_config(cfg)
     except (TypeError, ValueError, OverflowError) as e:
         raise bad(str(e)[:300]) from None

@@ -6,20 +6,21 @@ This is the only module of the package that imports ``stable_baselines3``; insta
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+from typing_extensions import Unpack
 
-from escape_room_env.config import RewardConfig
-from escape_room_env.vector_env import _INFOS, EscapeRoomVectorEnv
+from escape_room_env._env_common import INFOS, SimOptions
+from escape_room_env.vector_env import EscapeRoomVectorEnv
 
 __all__ = ["EscapeRoomVecEnv"]
 
-_INFO_KEYS = tuple(_INFOS)  # progress, termination_reason, elapsed_step, doors_opened
+_INFO_KEYS = tuple(INFOS)  # progress, termination_reason, elapsed_step, doors_opened
 
 
 class EscapeRoomVecEnv(VecEnv):
@@ -49,13 +50,9 @@ class EscapeRoomVecEnv(VecEnv):
 
     Args:
         num_envs: number of agents in total (``num_envs / num_agents`` worlds).
-        num_agents: agents per world, 1 to 4.
-        rooms: room types of the generated level (default: the sequence for num_agents).
-        levels: custom levels instead (SPEC §2.7): one or a list, world w plays level w mod n.
-        seed: construction seed: world w starts stream ``seed + w`` (None: a random seed).
-        num_threads: CPU threads (default: all cores of this process).
-        episode_len / max_episode_steps: steps before truncation (aliases; default 200).
-        reward: a :class:`~escape_room_env.RewardConfig` or a dict of its fields.
+        options: the vector env's simulator options (:class:`~escape_room_env.EscapeRoomVectorEnv`):
+            ``num_agents``, ``rooms``, ``levels``, ``seed``, ``num_threads``, ``episode_len`` /
+            ``max_episode_steps``, ``reward``.
 
     >>> import numpy as np
     >>> from escape_room_env.sb3 import EscapeRoomVecEnv
@@ -77,31 +74,9 @@ class EscapeRoomVecEnv(VecEnv):
     >>> venv.close()
     """
 
-    def __init__(
-        self,
-        num_envs: int = 1024,
-        *,
-        num_agents: int = 1,
-        rooms: Sequence[str] | None = None,
-        levels: Any = None,
-        seed: int | None = None,
-        num_threads: int | None = None,
-        episode_len: int | None = None,
-        max_episode_steps: int | None = None,
-        reward: RewardConfig | Mapping[str, float] | None = None,
-    ):
+    def __init__(self, num_envs: int = 1024, **options: Unpack[SimOptions]):
         vector_env = EscapeRoomVectorEnv(
-            num_envs,
-            num_agents=num_agents,
-            rooms=rooms,
-            levels=levels,
-            seed=seed,
-            num_threads=num_threads,
-            episode_len=episode_len,
-            max_episode_steps=max_episode_steps,
-            reward=reward,
-            autoreset_mode=AutoresetMode.SAME_STEP,
-            copy=True,
+            num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=True, **options
         )
         self._attach(vector_env)
 

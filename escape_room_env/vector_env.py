@@ -5,7 +5,7 @@ so a parameter-shared policy sees one row per agent.
 
 Two output backends share one code path: numpy arrays (``device="cpu"``) and torch tensors
 (``device="cuda"``, which keeps everything on the GPU). The torch backend also runs on a CPU
-simulator (the private ``_torch_outputs=True``), so that machines without a GPU test every
+simulator (``torch_outputs=True``), so that machines without a GPU test every
 line of it.
 """
 
@@ -20,141 +20,27 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from escape_room_env import spaces
+from escape_room_env._env_common import (
+    INFOS,
+    TopDownFrames,
+    check_render_mode,
+    export,
+    import_torch,
+    join_rgbd,
+    make_sim,
+    observation_space,
+    observation_views,
+    parse_device,
+)
 from escape_room_env.config import RewardConfig, as_int, parse_autoreset
 from escape_room_env.manager import ExecMode, SimManager
 
 if TYPE_CHECKING:
-    import torch
+    from escape_room_env._env_common import Array
 
-    #: What the env returns: numpy arrays, or torch tensors with ``device="cuda"``.
-    Array = np.ndarray | torch.Tensor
-
-__all__ = ["EscapeRoomVectorEnv", "fresh_seed", "parse_device", "resolve_episode_len"]
+__all__ = ["EscapeRoomVectorEnv"]
 
 _ACTION_NAMES = ("move_amount", "move_angle", "rotate")
-# Numeric infos: name -> (tensor shown at the step, tensor of the finished episode in SAME_STEP).
-_INFOS = {
-    "progress": ("progress", "final_progress"),
-    "termination_reason": ("termination_reason", "termination_reason"),
-    "elapsed_step": ("elapsed_steps", "final_elapsed_steps"),
-    "doors_opened": ("doors_opened", "final_doors_opened"),
-}
-
-
-def resolve_episode_len(episode_len: int | None, max_episode_steps: int | None) -> int:
-    """``max_episode_steps`` is an alias of ``episode_len``; both given must agree."""
-    if episode_len is not None and max_episode_steps is not None and episode_len != max_episode_steps:
-        raise ValueError(
-            f"episode_len={episode_len} and max_episode_steps={max_episode_steps} disagree; "
-            "they are the same setting, give one"
-        )
-    value = episode_len if episode_len is not None else max_episode_steps
-    return 200 if value is None else value
-
-
-def parse_device(device: Any) -> tuple[ExecMode, int]:
-    """``"cpu"``, ``"cuda"``, ``"cuda:k"`` or a ``torch.device`` to (ExecMode, gpu_id)."""
-    name = str(device)
-    if name == "cpu":
-        return ExecMode.CPU, 0
-    if name == "cuda" or name.startswith("cuda:"):
-        index = name.partition(":")[2]
-        if index and not index.isdigit():
-            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
-        return ExecMode.CUDA, int(index or 0)
-    raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
-
-
-def check_render_mode(render_mode: str | None) -> None:
-    if render_mode not in (None, "rgb_array"):
-        raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-
-
-def check_obs_mode(obs_mode: str, autoreset: AutoresetMode) -> None:
-    if obs_mode not in spaces.OBS_MODES:
-        raise ValueError(
-            f"obs_mode must be one of {', '.join(map(repr, spaces.OBS_MODES))}, got {obs_mode!r}"
-        )
-    if obs_mode != "vector" and autoreset is AutoresetMode.SAME_STEP:
-        raise ValueError(
-            f"obs_mode={obs_mode!r} needs NEXT_STEP or DISABLED autoreset: the renderer draws the new "
-            "episode's first frame, so a SAME_STEP env would have no final image to return"
-        )
-
-
-def import_torch():
-    """The ``torch`` module, or an ImportError saying why it is needed."""
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - exercised only without torch
-        raise ImportError(
-            "device='cuda' returns torch tensors and needs PyTorch: pip install torch (pick your build)"
-        ) from exc
-    return torch
-
-
-def export(tensor, torch_outputs: bool = False) -> Array:
-    """A zero-copy view of a simulator tensor: numpy, or torch (on the simulator's device)."""
-    return tensor.to_torch() if torch_outputs else tensor.to_numpy()
-
-
-def observation_views(
-    sim: SimManager, obs_mode: str, torch_outputs: bool = False
-) -> tuple[Array | None, tuple | None]:
-    """Zero-copy views of the simulator's observations, one row per env: the flat vector, the
-    RGB or the depth images; for ``"rgbd"`` (None, (rgb, depth)) to be joined at each call.
-    numpy arrays, or torch tensors with ``torch_outputs``."""
-    n = sim.num_worlds * sim.num_agents
-    if obs_mode == "vector":
-        return export(sim.observation_tensor(), torch_outputs).reshape(n, -1), None
-    height, width = sim.render_size
-    rgb = export(sim.rgb_tensor(), torch_outputs).reshape(n, height, width, 3)
-    depth = export(sim.depth_tensor(), torch_outputs).reshape(n, height, width, 1)
-    if obs_mode == "rgb":
-        return rgb, None
-    if obs_mode == "depth":
-        return depth, None
-    return None, (rgb, depth)
-
-
-def join_rgbd(rgb: Array, depth: Array) -> Array:
-    """(..., H, W, 4) float32: RGB as 0..255, then depth in metres (numpy, or torch on the
-    images' device)."""
-    shape = (*rgb.shape[:-1], 4)
-    out = np.empty(shape, dtype=np.float32) if isinstance(depth, np.ndarray) else depth.new_empty(shape)
-    out[..., :3] = rgb
-    out[..., 3:] = depth
-    return out
-
-
-class TopDownFrames(Sequence):
-    """The top-down frame of every env (agents of one world share their world's frame), drawn
-    on first access and kept; a snapshot of the moment it is read, not of :meth:`render`'s call."""
-
-    def __init__(self, sim: SimManager, num_agents: int):
-        self._sim, self._num_agents = sim, num_agents
-        self._frames: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return self._sim.num_worlds * self._num_agents
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"env index {index} out of range for {n} envs")
-        world = (index % n) // self._num_agents
-        if world not in self._frames:
-            from escape_room_env.render import Scene, picture
-
-            self._frames[world] = picture(Scene.from_world(self._sim, world))
-        return self._frames[world]
-
-
-def fresh_seed() -> int:
-    """A random 63-bit seed from the OS, for ``seed=None`` at construction."""
-    return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class EscapeRoomVectorEnv(VectorEnv):
@@ -178,6 +64,9 @@ class EscapeRoomVectorEnv(VectorEnv):
         render_width / render_height: image size for the pixel ``obs_mode`` (default 64 x 64).
         render_mode: None or ``"rgb_array"``: :meth:`render` returns a lazy sequence of each
             env's top-down frame (rendered on access), as gymnasium's vector ``RecordVideo`` needs.
+        torch_outputs: return torch tensors (on the simulation's device) instead of numpy
+            arrays; implied by ``device="cuda"``. On the CPU it gives a torch training loop the
+            same zero-copy views without conversions, and runs the GPU path's code everywhere.
 
     >>> import numpy as np, escape_room_env as er
     >>> envs = er.EscapeRoomVectorEnv(num_envs=4, seed=0)
@@ -223,10 +112,8 @@ class EscapeRoomVectorEnv(VectorEnv):
         render_width: int = 64,
         render_height: int = 64,
         render_mode: str | None = None,
-        _torch_outputs: bool = False,
+        torch_outputs: bool = False,
     ):
-        # _torch_outputs: torch tensors from a CPU simulation, the code path of device="cuda"
-        # (which implies it), so that it is tested where there is no GPU.
         num_envs = as_int("num_envs", num_envs)
         num_agents = as_int("num_agents", num_agents)
         if num_envs < 1:
@@ -239,25 +126,23 @@ class EscapeRoomVectorEnv(VectorEnv):
                 "(env i is agent i % num_agents of world i // num_agents)"
             )
         check_render_mode(render_mode)
-        mode = parse_autoreset(autoreset_mode, True)
-        check_obs_mode(obs_mode, mode)
-        exec_mode, gpu_id = parse_device(device)
-        torch_outputs = bool(_torch_outputs) or exec_mode is ExecMode.CUDA
+        exec_mode, _ = parse_device(device)
+        torch_outputs = bool(torch_outputs) or exec_mode is ExecMode.CUDA
         if torch_outputs:
             import_torch()  # before any allocation on the GPU
-        sim = SimManager(
-            exec_mode,
-            gpu_id,
+        sim = make_sim(
             num_envs // num_agents,
-            fresh_seed() if seed is None else as_int("seed", seed),
+            autoreset_mode=parse_autoreset(autoreset_mode, True),
+            device=device,
+            obs_mode=obs_mode,
             num_agents=num_agents,
-            autoreset_mode=mode,
-            num_threads=num_threads,
             rooms=rooms,
             levels=levels,
-            episode_len=resolve_episode_len(episode_len, max_episode_steps),
+            seed=seed,
+            num_threads=num_threads,
+            episode_len=episode_len,
+            max_episode_steps=max_episode_steps,
             reward=reward,
-            enable_batch_renderer=obs_mode != "vector",
             render_width=render_width,
             render_height=render_height,
         )
@@ -293,12 +178,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.obs_mode = obs_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
-        if obs_mode == "vector":
-            self.single_observation_space = spaces.observation_space(
-                sim.num_agents, len(sim.rooms), sim._compiled_levels
-            )
-        else:
-            self.single_observation_space = spaces.pixel_space(obs_mode, *sim.render_size)
+        self.single_observation_space = observation_space(sim, obs_mode)
         self.single_action_space = spaces.action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -311,10 +191,10 @@ class EscapeRoomVectorEnv(VectorEnv):
         self._truncated = export(sim.truncated_tensor(), torch_outputs).reshape(num_envs)
         self._final_obs = export(sim.final_observation_tensor(), torch_outputs).reshape(num_envs, -1)
         self._info_views = {
-            k: export(sim._tensor(now), torch_outputs).reshape(num_envs) for k, (now, _) in _INFOS.items()
+            k: export(sim.tensor(now), torch_outputs).reshape(num_envs) for k, (now, _) in INFOS.items()
         }
         self._final_views = {
-            k: export(sim._tensor(end), torch_outputs).reshape(num_envs) for k, (_, end) in _INFOS.items()
+            k: export(sim.tensor(end), torch_outputs).reshape(num_envs) for k, (_, end) in INFOS.items()
         }
         obs_rows = (num_envs, sim.obs_dim)
         if self._torch is None:
@@ -334,7 +214,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             self._fresh = torch.Tensor.clone
             self._new_obs = functools.partial(torch.empty, obs_rows, dtype=torch.float32, device=dev)
         self._share_masks = self._torch is None or not self.copy
-        self._step_actions = sim._impl.step_actions
+        self._step_actions = sim.step_actions
         self._refuse_done = mode is AutoresetMode.DISABLED
         self._same_step = mode is AutoresetMode.SAME_STEP
         self._copy_vector_obs = self.copy and obs_mode == "vector"

@@ -9,7 +9,7 @@ import numpy as np
 import escape_room_env as er
 
 #: Every exported tensor of the manager, from the core's own list.
-ALL_TENSOR_NAMES = tuple(er._core.Manager.tensor_names())
+ALL_TENSOR_NAMES = tuple(name for name, kind in er._core.Manager.arrays() if kind == 0)
 
 
 def get(sim: er.SimManager, name: str) -> er.Tensor:

@@ -212,9 +212,14 @@ def test_rand_seed_of_2_to_the_64_raises_value_error():
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e300, 3e38, -2e6, 1.0001e6])
-@pytest.mark.parametrize("field", ["escape_bonus", "progress_scale", "group_radius", "group_bonus", "slack_penalty"])
+@pytest.mark.parametrize(
+    "field", ["escape_bonus", "progress_scale", "group_radius", "group_bonus", "slack_penalty"]
+)
 def test_reward_that_could_overflow_float32_raises_value_error_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=rf"reward config values must be finite and between -1e6 and 1e6 .*reward\.{field} is"):
+    with pytest.raises(
+        ValueError,
+        match=rf"reward config values must be finite and between -1e6 and 1e6 .*reward\.{field} is",
+    ):
         er.SimManager(num_worlds=2, reward={field: value})
 
 
@@ -610,7 +615,7 @@ def test_a_rejected_reset_seed_leaves_np_random_unchanged():
 @pytest.mark.parametrize("torch_outputs", [False, True])
 @pytest.mark.parametrize("layout", ["sparse_coo", "sparse_csr", "nested"])
 def test_sparse_or_nested_torch_actions_raise_our_type_error(torch_outputs, layout):
-    envs = er.EscapeRoomVectorEnv(4, num_threads=1, _torch_outputs=torch_outputs)
+    envs = er.EscapeRoomVectorEnv(4, num_threads=1, torch_outputs=torch_outputs)
     envs.reset(seed=0)
     dense = torch.zeros((4, 3), dtype=torch.int64)
     with warnings.catch_warnings():
@@ -622,7 +627,10 @@ def test_sparse_or_nested_torch_actions_raise_our_type_error(torch_outputs, layo
         }[layout]()
     hashes = envs.sim.state_hashes().copy()
     kind = "nested" if layout == "nested" else layout
-    with pytest.raises(TypeError, match=rf"actions must be a dense int32 or int64 tensor of shape \(4, 3\), got a {kind} tensor"):
+    with pytest.raises(
+        TypeError,
+        match=rf"actions must be a dense int32 or int64 tensor of shape \(4, 3\), got a {kind} tensor",
+    ):
         envs.step(actions)
     np.testing.assert_array_equal(envs.sim.state_hashes(), hashes)  # nothing stepped
     envs.close()
@@ -760,7 +768,9 @@ def twin_after(steps: int) -> np.ndarray:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
 @pytest.mark.parametrize(("nstep", "interval"), [(1, 50), (7, 1), (100, 3)])
-def test_disk_full_while_recording_raises_once_steps_nothing_and_keeps_a_valid_prefix(tmp_path, nstep, interval):
+def test_disk_full_while_recording_raises_once_steps_nothing_and_keeps_a_valid_prefix(
+    tmp_path, nstep, interval
+):
     """The first write error ends the recording at its last complete record: raised once, by a
     call that took no step it could not record; the file is a readable, verifiable prefix."""
     path = tmp_path / "full.bin"
@@ -795,7 +805,9 @@ def test_recording_to_a_full_disk_raises_changes_nothing_and_leaks_no_descriptor
         hashes, before = sim.state_hashes().copy(), open_fds()
         with file_size_limit(16):  # not even the header fits
             for seed in (0, None, 0):
-                with pytest.raises(er.EscapeRoomError, match=r"full\.bin: write failed: File too large; not recording"):
+                with pytest.raises(
+                    er.EscapeRoomError, match=r"full\.bin: write failed: File too large; not recording"
+                ):
                     sim.start_recording(tmp_path / "full.bin", seed=seed)
                 assert not sim.is_recording()
         np.testing.assert_array_equal(sim.state_hashes(), hashes)  # not reseeded, not reset
@@ -980,3 +992,31 @@ def test_keyboard_interrupt_while_a_vector_env_steps_in_a_loop_leaves_it_consist
     np.testing.assert_array_equal(envs.step(actions)[0], twin.step(actions)[0])
     envs.close()
     twin.close()
+
+
+def test_a_picture_path_without_png_raises_value_error_naming_it(tmp_path):
+    from escape_room_env.render import save_png
+
+    with pytest.raises(ValueError, match=r"image path must end in \.png, got '.*out'"):
+        save_png(np.zeros((2, 2, 3), np.uint8), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "fps", "message"),
+    [
+        ("v.avi", 10.0, r"video path must end in \.gif or \.mp4, got '.*v\.avi'"),
+        ("v.gif", 0, r"fps must be a positive finite number, got 0"),
+        ("v.gif", float("nan"), r"fps must be a positive finite number, got nan"),
+        ("v.mp4", -5, r"fps must be a positive finite number, got -5"),
+    ],
+)
+def test_a_bad_video_path_or_fps_raises_before_reading_any_frame(tmp_path, path, fps, message):
+    from escape_room_env.render import write_video
+
+    def frames():
+        raise AssertionError("a frame was drawn before the arguments were checked")
+        yield  # pragma: no cover
+
+    with pytest.raises(ValueError, match=message):
+        write_video(frames(), str(tmp_path / path), fps=fps)

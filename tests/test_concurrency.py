@@ -589,7 +589,6 @@ def test_random_interleavings_never_crash_or_hang_and_every_finished_recording_r
         er.SimManager(num_worlds=24, num_threads=2, episode_len=20, autoreset_mode=mode)
         for mode in ("same_step", "next_step")
     ]
-    finished: list[tuple[object, int]] = []
     lock = threading.Lock()
     counter = iter(range(10**6))
     deadline = time.monotonic() + 6.0
@@ -602,12 +601,17 @@ def test_random_interleavings_never_crash_or_hang_and_every_finished_recording_r
         elif kind == 1:
             sim._impl.step_actions(rng.integers(0, er.action.NUM_CHOICES, (24, 3)))
         elif kind == 2:
-            sim.reset_worlds(rng.random(24) < 0.3, seeds=int(rng.integers(2**32)) if rng.random() < 0.5 else None)
+            sim.reset_worlds(
+                rng.random(24) < 0.3, seeds=int(rng.integers(2**32)) if rng.random() < 0.5 else None
+            )
         elif kind == 3:
             with lock:
                 path = tmp_path / f"s{next(counter)}.bin"
-            sim.start_recording(path, seed=int(rng.integers(2**32)) if rng.random() < 0.7 else None,
-                                checksum_interval=int(rng.integers(1, 9)))
+            sim.start_recording(
+                path,
+                seed=int(rng.integers(2**32)) if rng.random() < 0.7 else None,
+                checksum_interval=int(rng.integers(1, 9)),
+            )
         elif kind == 4:
             sim.stop_recording()
         elif kind == 5:

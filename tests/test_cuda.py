@@ -27,7 +27,7 @@ needs_gpu = pytest.mark.skipif(
 
 CPU, CUDA = er.ExecMode.CPU, er.ExecMode.CUDA
 MODES = ("next_step", "same_step", "disabled")
-STATE_NAMES = tuple(_core.Manager.state_names())
+STATE_NAMES = tuple(name for name, kind in _core.Manager.arrays() if kind == 2)
 IMAGE_NAMES = ("rgb", "depth")
 
 # A level with both door kinds, cubes and two spawns, for the custom-level runs.
@@ -61,7 +61,7 @@ def torch_or_skip():
 def host(sim: er.SimManager, name: str) -> np.ndarray:
     """A C-ordered host copy of a tensor or state array, wherever the manager runs (on CPU
     ``_host`` is the live view itself)."""
-    return np.array(sim._host(name), order="C")
+    return np.array(sim.host_array(name), order="C")
 
 
 def snapshot(sim: er.SimManager, states: bool = False) -> dict[str, np.ndarray]:
@@ -117,7 +117,7 @@ def drive(sims: list[er.SimManager], steps: int, seed: int, check, torch=None) -
     for i in range(steps):
         flags = np.zeros(W, np.int32)
         if disabled:
-            frozen = np.flatnonzero(first._host("done")[:, 0, 0] == 1)
+            frozen = np.flatnonzero(first.host_array("done")[:, 0, 0] == 1)
             counts["frozen"] += frozen.size
             late = (i + frozen) % 3 == 0  # stays frozen one more step
             by_flag = ~late & ((i + frozen) % 2 == 1)
@@ -148,13 +148,13 @@ def drive(sims: list[er.SimManager], steps: int, seed: int, check, torch=None) -
         nstep = 3 if i % 97 == 50 else 1
         for sim in sims:
             if flags.any():
-                sim._write_input("reset", flags)
+                sim.write_array("reset", flags)
             if torch is not None and sim.exec_mode == CUDA and i % 2:
                 sim.action_tensor().to_torch().copy_(torch.from_numpy(actions))
             else:
-                sim._write_input("action", actions)
+                sim.write_array("action", actions)
             sim.step(nstep=nstep)
-        counts["done"] += int((first._host("done") == 1).sum())
+        counts["done"] += int((first.host_array("done") == 1).sum())
         check(f"after step {i}", i)
     return counts
 
@@ -290,7 +290,7 @@ class Exporter:
 def test_dlpack_with_a_stream_argument_on_a_cpu_tensor_shares_memory(kwargs, name):
     with er.SimManager(num_worlds=5, num_agents=2, rand_seed=4, num_threads=1) as sim:
         sim.step(nstep=3)
-        t = sim._tensor(name)
+        t = sim.tensor(name)
         assert t.__dlpack_device__() == (1, 0)
         capsule = t.__dlpack__(**kwargs)
         assert type(capsule).__name__ == "PyCapsule"
@@ -325,18 +325,18 @@ def exact_values(name: str, shape: tuple[int, ...]) -> np.ndarray:
 @pytest.mark.parametrize("name", sorted(ROUND_TRIP))
 def test_host_write_then_host_copy_round_trips_exact_bits(name, mode):
     with er.SimManager(mode, 0, num_worlds=5, num_agents=2, rand_seed=9, num_threads=1) as sim:
-        shape = sim._host(name).shape
+        shape = sim.host_array(name).shape
         values = exact_values(name, shape)
         sim._impl.host_write(name, values)
         copy = sim._impl.host_copy(name)
         assert copy.dtype == values.dtype and copy.shape == shape
         assert copy.tobytes() == values.tobytes()
-        assert sim._host(name).tobytes() == values.tobytes()
+        assert sim.host_array(name).tobytes() == values.tobytes()
         if mode is CPU:  # the views themselves hold the values
-            view = sim._state(name) if name in STATE_NAMES else sim._tensor(name).to_numpy()
+            view = sim._state(name) if name in STATE_NAMES else sim.tensor(name).to_numpy()
             assert view.tobytes() == values.tobytes()
         copy[...] = 0  # a copy: the simulation keeps its values
-        assert sim._host(name).tobytes() == values.tobytes()
+        assert sim.host_array(name).tobytes() == values.tobytes()
         with pytest.raises(ValueError, match="needs"):
             sim._impl.host_write(name, values.astype(np.float64))
 
@@ -345,7 +345,7 @@ def test_host_copy_of_strided_views_matches_the_views_on_cpu():
     with er.SimManager(num_worlds=7, num_agents=3, rand_seed=2, num_threads=1) as sim:
         sim.step(nstep=4)
         for name in ALL_TENSOR_NAMES:
-            copy, view = sim._impl.host_copy(name), sim._tensor(name).to_numpy()
+            copy, view = sim._impl.host_copy(name), sim.tensor(name).to_numpy()
             assert (copy.dtype, copy.shape) == (view.dtype, view.shape), name
             assert copy.tobytes() == view.tobytes(), name
         for name in STATE_NAMES:
@@ -358,7 +358,7 @@ def test_host_of_level_counts_equals_the_state_view_on_cpu():
     with er.SimManager(num_worlds=6, num_agents=2, rand_seed=5, num_threads=1) as sim:
         view = sim._state("level_counts")
         assert view.shape == (6, 6) and view.dtype == np.int32
-        np.testing.assert_array_equal(sim._host("level_counts"), view)
+        np.testing.assert_array_equal(sim.host_array("level_counts"), view)
         np.testing.assert_array_equal(sim._impl.host_copy("level_counts"), view)
         assert (view[:, 0] > 0).all()  # every world has walls
 
@@ -376,7 +376,7 @@ def test_host_of_level_counts_equals_the_state_view_on_cpu():
         ("level_counts", np.zeros((5, 6), np.int32), r"'level_counts' is a strided view"),
         ("self_observation", np.zeros((5, 2, 5), np.float32), r"'self_observation' is a strided view"),
         ("lidar", np.zeros((5, 2, 30, 2), np.float32), r"'lidar' is a strided view"),
-        ("no_such_array", np.zeros(5, np.int32), r"unknown state array 'no_such_array'"),
+        ("no_such_array", np.zeros(5, np.int32), r"unknown array 'no_such_array'"),
     ],
 )
 def test_host_write_refuses_a_wrong_size_dtype_or_a_strided_array(name, values, match):
@@ -446,7 +446,7 @@ def test_batch_renderer_images_are_bit_identical_on_cpu_and_cuda(num_agents, lev
     with cpu, gpu:
         counts = lockstep(cpu, gpu, steps=150, seed=num_agents)
         assert counts["done"] > 0
-        rgb = gpu._host("rgb")
+        rgb = gpu.host_array("rgb")
         assert rgb.shape == (70, num_agents, height, width, 3) and rgb.std() > 0  # a picture, not a blank
 
 
@@ -490,8 +490,8 @@ def test_step_nstep_equals_that_many_single_steps_on_cuda():
             actions = random_actions(rng, 200, 2)
             flags = (rng.random(200) < 0.3).astype(np.int32)
             for sim in sims:
-                sim._write_input("action", actions)
-                sim._write_input("reset", flags)  # applies to the first of the k steps
+                sim.write_array("action", actions)
+                sim.write_array("reset", flags)  # applies to the first of the k steps
             sims[0].step(nstep=k)
             for _ in range(k):
                 sims[1].step()
@@ -558,7 +558,7 @@ def test_a_replay_recorded_on_one_backend_verifies_on_the_other(tmp_path, record
 def test_a_tampered_replay_diverges_on_cuda(tmp_path):
     path = tmp_path / "run.bin"
     with er.SimManager(CPU, num_worlds=8, rand_seed=4) as sim, sim.recording(path, checksum_interval=5):
-        sim._write_input("action", (er.action.move_amount.FAST, er.action.move_angle.FORWARD, 0))
+        sim.write_array("action", (er.action.move_amount.FAST, er.action.move_angle.FORWARD, 0))
         sim.step(nstep=20)
     with er.SimManager.from_replay(path, exec_mode=CUDA) as replay:
         replay.replay_step()
@@ -577,13 +577,13 @@ def test_five_cuda_managers_created_stepped_and_destroyed_in_a_loop():
     kwargs = {"num_worlds": 4096, "num_agents": 2, "rand_seed": 77, "episode_len": 30}
     actions = random_actions(np.random.default_rng(5), 4096, 2)
     with er.SimManager(CPU, **kwargs) as cpu:
-        cpu._write_input("action", actions)
+        cpu.write_array("action", actions)
         cpu.step(nstep=40)
         want = snapshot(cpu)
 
     def one_manager(close: bool) -> dict[str, np.ndarray]:
         sim = er.SimManager(CUDA, 0, **kwargs)
-        sim._write_input("action", actions)
+        sim.write_array("action", actions)
         sim.step(nstep=40)
         got = snapshot(sim)
         if close:
@@ -616,7 +616,7 @@ def test_two_cuda_managers_alive_at_once_stay_independent():
             k = step % 3 % 2  # manager 0 steps twice as often as manager 1
             actions = random_actions(rng, 500, 2)
             for sim in (cpus[k], gpus[k]):
-                sim._write_input("action", actions)
+                sim.write_array("action", actions)
                 sim.step()
             if step % 10 == 0:
                 for j in (0, 1):
@@ -636,7 +636,7 @@ def test_cuda_tensors_kept_after_close_stay_readable():
     torch = torch_or_skip()
     sim = er.SimManager(CUDA, 0, num_worlds=64, num_agents=2, rand_seed=6, enable_batch_renderer=True)
     sim.step(nstep=10)
-    tensors = {name: sim._tensor(name) for name in (*ALL_TENSOR_NAMES, *IMAGE_NAMES)}
+    tensors = {name: sim.tensor(name) for name in (*ALL_TENSOR_NAMES, *IMAGE_NAMES)}
     views = {name: t.to_torch() for name, t in tensors.items()}
     want = {name: host(sim, name) for name in tensors}
     sim.close()
@@ -645,7 +645,7 @@ def test_cuda_tensors_kept_after_close_stay_readable():
     with pytest.raises(er.EscapeRoomError, match="closed"):
         sim.step()
     with pytest.raises(er.EscapeRoomError, match="closed"):
-        sim._host("observation")
+        sim.host_array("observation")
     gc.collect()
     for name, t in tensors.items():
         assert views[name].cpu().numpy().tobytes() == want[name].tobytes(), name
@@ -663,7 +663,7 @@ def test_cuda_tensors_live_on_the_gpu_and_to_numpy_refuses_them():
         assert sim._impl.on_gpu and sim.gpu_id == 0
         cpu_twin = er.SimManager(CPU, num_worlds=9, num_agents=3, enable_batch_renderer=True)
         for name in (*ALL_TENSOR_NAMES, *IMAGE_NAMES):
-            t, twin = sim._tensor(name), cpu_twin._tensor(name).to_numpy()
+            t, twin = sim.tensor(name), cpu_twin.tensor(name).to_numpy()
             assert t.isOnGPU() is True and t.is_on_gpu() is True, name
             assert t.gpu_id() == 0 and t.gpuID() == 0, name
             assert t.__dlpack_device__() == (2, 0), name
@@ -690,7 +690,7 @@ def test_writes_through_torch_reach_the_simulation():
     cpu, gpu = pair(**kwargs)
     with cpu, gpu:
         actions = random_actions(np.random.default_rng(1), 33, 2)
-        cpu._write_input("action", actions)
+        cpu.write_array("action", actions)
         gpu.action_tensor().to_torch().copy_(torch.from_numpy(actions).cuda())
         pos = torch.from_numpy(cpu._state("agent_pos") + np.float32(0.25))
         cpu._state("agent_pos")[:] += np.float32(0.25)
@@ -738,7 +738,7 @@ def test_steps_queued_on_a_side_stream_are_seen_by_a_reader_on_another_stream(as
     with er.SimManager(CUDA, 0, **kwargs) as ref, er.SimManager(CUDA, 0, **kwargs) as sim:
         ref.action_tensor().to_torch().copy_(actions)
         ref.step(nstep=K)  # waits: the reference, stepped synchronously
-        want_obs, want_rgb = ref._host("observation"), ref._host("rgb")
+        want_obs, want_rgb = ref.host_array("observation"), ref.host_array("rgb")
         want_hashes = ref.state_hashes()
 
         side, reader = torch.cuda.Stream(), torch.cuda.Stream()
@@ -758,7 +758,7 @@ def test_steps_queued_on_a_side_stream_are_seen_by_a_reader_on_another_stream(as
         with torch.cuda.stream(side):
             sim.step(nstep=K, stream=side)
         ref.step(nstep=K)
-        assert sim._host("observation").tobytes() == ref._host("observation").tobytes()
+        assert sim.host_array("observation").tobytes() == ref.host_array("observation").tobytes()
         with torch.cuda.stream(side):
             sim.step(nstep=3, stream=side)
         sim.step()

@@ -154,7 +154,7 @@ def test_plain_fuzzing_without_atheris_runs_the_harness(harnesses, tmp_path, cap
     (crash,) = tmp_path.glob("crash-*")
     assert len(crash.read_bytes()) % 7 == 3
     # a file given alone is run once (reproducing a finding)
-    assert atheris_harness.plain_fuzz(broken, [str(crash)]) == 1
-    assert atheris_harness.plain_fuzz(broken, [str(REPLAY_SEEDS[0])]) == (
+    assert atheris_harness.plain_fuzz(broken, [f"-artifact_prefix={tmp_path}/", str(crash)]) == 1
+    assert atheris_harness.plain_fuzz(broken, [f"-artifact_prefix={tmp_path}/", str(REPLAY_SEEDS[0])]) == (
         len(REPLAY_SEEDS[0].read_bytes()) % 7 == 3
     )

@@ -20,7 +20,8 @@ import escape_room_env as er
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, /proc and rlimits as on Linux")
 # ThreadSanitizer cannot follow a process that starts threads after a multi-threaded fork.
 no_fork_under_tsan = pytest.mark.skipif(
-    os.environ.get("ESCAPE_ROOM_SANITIZE") == "thread", reason="ThreadSanitizer does not support fork with threads"
+    os.environ.get("ESCAPE_ROOM_SANITIZE") == "thread",
+    reason="ThreadSanitizer does not support fork with threads",
 )
 
 TIMEOUT = 120
@@ -29,6 +30,7 @@ TIMEOUT = 120
 def run_python(code: str, *, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -64,7 +64,7 @@ FINALS = ("final_observation", "final_progress", "final_elapsed_steps", "final_d
 
 
 def snapshot(sim: er.SimManager) -> dict[str, np.ndarray]:
-    out = {name: sim._tensor(name).to_numpy().copy() for name in OUTPUTS}
+    out = {name: sim.tensor(name).to_numpy().copy() for name in OUTPUTS}
     out["state_hashes"] = sim.state_hashes().copy()
     return out
 

@@ -26,7 +26,8 @@ LIMIT = 20 * MB  # the issue's bound on growth over a create-and-destroy loop
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
 measures_memory = pytest.mark.skipif(
-    os.environ.get("ESCAPE_ROOM_SANITIZE") in ("address", "thread"), reason="a sanitizer's quarantine holds freed memory"
+    os.environ.get("ESCAPE_ROOM_SANITIZE") in ("address", "thread"),
+    reason="a sanitizer's quarantine holds freed memory",
 )
 
 

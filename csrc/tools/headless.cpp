@@ -46,7 +46,7 @@ int main(int argc, char** argv)
     }
     try {
         er::Manager mgr(cfg);
-        er::TensorDesc action = mgr.tensor("action");
+        er::TensorDesc action = mgr.array("action");
         int32_t* act = static_cast<int32_t*>(action.data);
         const size_t n = (size_t)cfg.num_worlds * cfg.num_agents;
         // Actions change every step, as a policy's would; drawing them is not timed.
@@ -82,7 +82,7 @@ int main(int argc, char** argv)
         uint64_t digest = 0xcbf29ce484222325ULL;
         for (uint64_t h : hashes) digest = (digest ^ h) * 0x100000001b3ULL;
         // ... and of the observations the last step wrote.
-        const er::TensorDesc obs = mgr.tensor("observation");
+        const er::TensorDesc obs = mgr.array("observation");
         std::vector<unsigned char> bytes((size_t)cfg.num_worlds * cfg.num_agents * mgr.obs_dim() * sizeof(float));
         mgr.to_host(bytes.data(), obs.data, bytes.size());
         for (unsigned char b : bytes) digest = (digest ^ b) * 0x100000001b3ULL;

@@ -47,6 +47,7 @@ __all__ = [
     "Level",
     "LevelWarning",
     "compile_level",
+    "core_level",
     "level_names",
     "load_level",
     "parse_level",
@@ -111,6 +112,7 @@ class Level:
         object.__setattr__(self, "ascii", _canonical(self.ascii))
         object.__setattr__(self, "momentary", tuple(int(g) for g in momentary))
         object.__setattr__(self, "cell_size", cell_size)
+        _check_ascii_only(self)  # the core would name the byte; this names the character
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any], *, name: str = "") -> Level:
@@ -156,16 +158,6 @@ class Level:
     def compile(self, num_agents: int = 1) -> CompiledLevel:
         """The geometry the core builds from this level (see :func:`compile_level`)."""
         return compile_level(self, num_agents=num_agents)
-
-    def _to_core(self) -> Any:
-        src = _core.LevelSource()
-        src.name, src.ascii, src.momentary, src.cell_size = (
-            self.name,
-            self.ascii,
-            list(self.momentary),
-            self.cell_size,
-        )
-        return src
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,6 +310,18 @@ def parse_levels(levels: LevelSpec | Sequence[LevelSpec] | None) -> tuple[Level,
     return tuple(parse_level(spec, name=f"levels[{i}]") for i, spec in enumerate(levels))
 
 
+def core_level(level: Level) -> _core.LevelSource:
+    """The core's struct of a :class:`Level` (what the simulator compiles)."""
+    src = _core.LevelSource()
+    src.name, src.ascii, src.momentary, src.cell_size = (
+        level.name,
+        level.ascii,
+        list(level.momentary),
+        level.cell_size,
+    )
+    return src
+
+
 def compile_level(spec: LevelSpec, num_agents: int = 1) -> CompiledLevel:
     """Compiles a level as the simulator will (for worlds of ``num_agents`` agents).
 
@@ -326,36 +330,32 @@ def compile_level(spec: LevelSpec, num_agents: int = 1) -> CompiledLevel:
     """
     level = parse_level(spec)
     num_agents = as_int("num_agents", num_agents, 1, 4)
-    _check_ascii_only(level)
-    d = _core.compile_level(level._to_core(), num_agents)  # ValueError naming row and column
-    for message in d["warnings"]:
+    compiled = _core.compile_level(core_level(level), num_agents)  # ValueError naming row and column
+    for message in compiled.warnings:
         warnings.warn(message, LevelWarning, stacklevel=2)
-
-    def boxes(key: str) -> np.ndarray:
-        return np.array(d[key], dtype=np.float32).reshape(-1, 4)
-
-    def points(key: str) -> np.ndarray:
-        return np.array(d[key], dtype=np.float32).reshape(-1, 2)
-
+    a = {key: value[0] for key, value in compiled.arrays().items()}  # the core's level arrays, one world
+    num_statics, num_doors, num_buttons, num_cubes, num_bands, num_exits = (int(n) for n in a["counts"])
+    walls = compiled.num_walls
+    min_x, min_y = (float(v) for v in a["origin"])
     return CompiledLevel(
         level=level,
-        rows=d["rows"],
-        cols=d["cols"],
-        bounds=tuple(d["bounds"]),
-        norm_length=d["norm_length"],
-        walls=boxes("walls"),
-        doors=boxes("doors"),
-        door_groups=np.array(d["door_groups"], dtype=np.int32) + 1,
-        momentary_groups=tuple(g + 1 for g in range(8) if d["momentary_groups"] >> g & 1),
-        buttons=points("buttons"),
-        button_groups=np.array(d["button_groups"], dtype=np.int32) + 1,
-        cubes=points("cubes"),
-        spawns=points("spawns"),
-        num_spawns=d["num_spawns"],
-        exits=boxes("exits"),
-        band_y=np.array(d["band_y"], dtype=np.float32),
-        band_doors=np.array(d["band_doors"], dtype=np.int32),
-        exit_y=d["exit_y"],
-        exit_target=tuple(d["exit_target"]),
-        warnings=tuple(d["warnings"]),
+        rows=compiled.rows,
+        cols=compiled.cols,
+        bounds=(min_x, min_y, compiled.max_x, compiled.max_y),
+        norm_length=float(a["norm_length"]),
+        walls=a["statics"][:walls].copy(),
+        doors=a["statics"][walls:num_statics].copy(),
+        door_groups=a["door_group"][:num_doors].astype(np.int32) + 1,
+        momentary_groups=tuple(g + 1 for g in range(8) if int(a["momentary_groups"]) >> g & 1),
+        buttons=a["button_pos"][:num_buttons].copy(),
+        button_groups=a["button_group"][:num_buttons].astype(np.int32) + 1,
+        cubes=a["cube_start"][:num_cubes].copy(),
+        spawns=a["spawn"][: min(compiled.num_spawns, _core.MAX_AGENTS)].copy(),
+        num_spawns=compiled.num_spawns,
+        exits=a["exits"][:num_exits].copy(),
+        band_y=a["band_y"][: num_bands + 1].copy(),
+        band_doors=a["band_door"][:num_bands].astype(np.int32),
+        exit_y=float(a["exit_y"]),
+        exit_target=(float(a["exit_target"][0]), float(a["exit_target"][1])),
+        warnings=tuple(compiled.warnings),
     )
