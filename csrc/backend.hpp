@@ -49,6 +49,17 @@ SimState bind_state(const SimState& cfg, void* base);
 // - stream (CUDA, optional): the cudaStream_t to run on instead of the manager's own.
 // - repeat: steps to run, exactly as that many calls with the same action tensor (reset flags
 //   apply to the first); the CUDA backend loops on the device, in one launch.
+// - observe: which of those steps write the observations (every other output is written by
+//   every step). Observations are no part of the state: a step whose observations nobody reads
+//   (inside step(nstep=k)) may skip them, and the last step of the call writes them from the
+//   state, the same bits. EveryStep where each step's outputs are read or digested (recording,
+//   trajectory log, replay, obs_copy); a backend whose output chains are on writes them anyway.
+enum class Observe : int32_t {
+    EveryStep = 0,
+    LastStep = 1,  // only the request's last step
+    None = 2,      // no step: the caller steps on, or calls write_observations() if it stops
+};
+
 struct StepRequest {
     const void* actions = nullptr;
     bool int64 = false;
@@ -56,6 +67,7 @@ struct StepRequest {
     float* obs_copy = nullptr;
     uintptr_t stream = 0;
     int32_t repeat = 1;
+    Observe observe = Observe::EveryStep;
 };
 
 enum class OutputChain : int32_t { Recording = 0, Replay = 1 };
@@ -71,6 +83,8 @@ public:
     virtual bool host_memory() const = 0;
     // One step of every world, with what `req` gives and asks for. CUDA: queued, not waited for.
     virtual void step(const StepRequest& req) = 0;
+    // Writes every world's observations from its state (after steps that skipped them).
+    virtual void write_observations() = 0;
     // Waits until every queued step is done (and reports a failure of one).
     virtual void synchronize() = 0;
     // Starts a new episode in every world with mask[w] != 0, at once; seeds (optional) give
@@ -79,6 +93,13 @@ public:
     // Starts every world's episode e_w of stream s_w (host arrays), as a replay's first record
     // needs: a starting point, which extends no output chain.
     virtual void start_episodes(const uint64_t* seeds, const uint32_t* episodes) = 0;
+    // Shows every world with mask[w] != 0 as its state now describes it (restore_world): its
+    // level (mask 1; mask 2: the world already plays that level), outputs and images, after a
+    // state was written into it. Extends no output chain.
+    virtual void restore_worlds(const uint8_t* mask) = 0;
+    // Runs fn(ctx, begin, end) over [0, n) in ranges on the backend's host threads (inline
+    // where it has none): for host-side work over worlds, such as state records.
+    virtual void parallel_for(int64_t n, void (*fn)(void* ctx, int64_t begin, int64_t end), void* ctx) = 0;
     // Every world's state hash into out (host, num_worlds entries).
     virtual void state_hashes(uint64_t* out) = 0;
     // Output chains (sim/hash.hpp): one set for a recording, one for a replay (a manager may
@@ -88,6 +109,9 @@ public:
     // Every world's chain into out (host, num_worlds entries); for a chain that is off, the
     // digest of its current outputs.
     virtual void output_digests(OutputChain chain, uint64_t* out) = 0;
+    // Sets every world's chain (host, num_worlds entries) of a chain that is on: a replay seeking
+    // back to a checkpoint takes up the chain it had there.
+    virtual void set_output_chains(OutputChain chain, const uint64_t* values) = 0;
     // Validates num_worlds * num_agents action rows (backend memory): -1 when every value is
     // in range, else the flat index of the first bad one; with refuse_done, -2 - w for the
     // first world w frozen in DISABLED mode.

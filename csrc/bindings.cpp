@@ -11,7 +11,7 @@
 
 #include "exported_array.hpp"
 #include "manager.hpp"
-#include "sim/render.hpp"
+#include "marshal.hpp"
 #include "without_gil.hpp"
 
 namespace nb = nanobind;
@@ -20,26 +20,14 @@ using namespace nb::literals;
 namespace {
 
 using er::Manager;
+using er::py::Actions;
 using er::py::Array;
-using er::py::view;
-
-// Actions of num_worlds * num_agents rows of 3, int32 or int64, where the simulation is.
-using Actions = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig>;
-bool wide_actions(const Manager& m, const Actions& a)
-{
-    const bool gpu = m.on_gpu();
-    const size_t rows = (size_t)m.config().num_worlds * (size_t)m.config().num_agents;
-    const bool wide = a.dtype() == nb::dtype<int64_t>();
-    if (a.shape(0) != rows || a.shape(1) != 3 || (!wide && a.dtype() != nb::dtype<int32_t>()) ||
-        a.device_type() != (gpu ? nb::device::cuda::value : nb::device::cpu::value) ||
-        (gpu && a.device_id() != m.config().gpu_id))
-        throw nb::type_error("actions must be a C-contiguous int32/int64 array of shape (num_worlds * num_agents, 3) "
-                             "where the simulation runs");
-    return wide;
-}
-
-// A path from Python as bytes (os.fsencode): any name the file system allows.
-std::string path_of(const nb::bytes& path) { return std::string(path.c_str(), path.size()); }
+using er::py::Host;
+using er::py::interruptible;
+using er::py::path_of;
+using er::py::per_world;
+using er::py::sized;
+using er::py::wide_actions;
 
 // `with manager.exclusive():` the calls inside are one operation no other thread interleaves.
 struct Exclusive {
@@ -47,21 +35,27 @@ struct Exclusive {
     std::optional<Manager::Claim> claim;
 };
 
-// Runs nstep steps without the GIL; Ctrl-C (checked every 10 ms) stops it after a whole step.
-void step(Manager& m, int64_t nstep, uintptr_t stream)
+// rollout(): B initial states and T steps of actions in; every step's outputs and the final (or
+// every) state out (escape_room_env/rollout.py allocates them).
+int64_t rollout(Manager& mgr, Host<const uint8_t> states, Host<const int32_t> actions, int64_t steps,
+                std::optional<Host<float>> obs, Host<float> reward, Host<bool> done, Host<uint8_t> out)
 {
-    bool interrupted = false;
-    {
-        er::WithoutGil nogil;
-        if (er::WithoutGil::exiting()) return;  // the interpreter is exiting: no new steps
-        m.step(nstep, stream, [&] {
-            return nogil.with_gil([&] { return !(interrupted = PyErr_CheckSignals() != 0); });
-        });
-    }
-    if (interrupted) throw nb::python_error();
+    const size_t B = (size_t)mgr.config().num_worlds, A = (size_t)mgr.config().num_agents, T = (size_t)steps;
+    const size_t record = mgr.state_record_bytes(), every = out.size() == B * T * record;
+    const Manager::RolloutIO io{sized(states, B * record, "states"),
+                                sized(actions, B * T * A * 3, "actions"),
+                                steps,
+                                obs ? sized(*obs, B * T * A * (size_t)mgr.obs_dim(), "observation") : nullptr,
+                                sized(reward, B * T * A, "reward"),
+                                (uint8_t*)sized(done, B * T * A, "done"),
+                                sized(out, (every ? T : 1) * B * record, "states_out"),
+                                (bool)every};
+    return interruptible([&](const Manager::Poll& poll) { return mgr.rollout(io, poll); });
 }
 
 }  // namespace
+
+void bind_values(nb::module_& m);  // bind_values.cpp
 
 NB_MODULE(_core, m)
 {
@@ -72,30 +66,7 @@ NB_MODULE(_core, m)
     nb::exception<er::ReplayFormat>(m, "ReplayFormatError", base);
     nb::exception<er::ReplayDivergence>(m, "ReplayDivergenceError", base);
 
-    nb::enum_<er::ExecMode>(m, "ExecMode", "Where the simulation runs.")
-        .value("CPU", er::ExecMode::CPU)
-        .value("CUDA", er::ExecMode::CUDA);
-
-    // The constants the Python layer needs, from their one definition (csrc/sim/consts.hpp).
-    m.attr("RULES_VERSION") = er::kRulesVersion;
-    m.attr("MAX_AGENTS") = er::kMaxAgents;
-    m.attr("DEFAULT_EPISODE_LEN") = er::kDefaultEpisodeLen;
-    m.attr("NUM_LIDAR_RAYS") = er::kLidarRays;
-    m.attr("LIDAR_RANGE") = er::kLidarRange;
-    m.attr("DEPTH_RANGE") = er::kRenderRange;
-    m.attr("ENTITY_SLOTS") = er::kEntitySlots;
-    m.attr("ENTITY_TYPES") = er::kEntityTypeCount;
-    m.attr("ACTION_CHOICES") = nb::make_tuple(er::kNumMoveAmounts, er::kNumMoveAngles, er::kNumRotates);
-    // Offsets of the observation's parts (SPEC §3), and the floats per partner.
-    m.attr("OBS_LAYOUT") = nb::make_tuple(er::kObsSelf, er::kObsSteps, er::kObsDoor, er::kObsEntities, er::kObsLidar,
-                                          er::kObsPartners, er::kObsPartnerDim);
-    m.def("obs_dim", &er::obs_dim, "num_agents"_a);
-    m.attr("ROOM_TYPES") = nb::tuple(nb::cast(std::vector<std::string>(er::kRoomNames, er::kRoomNames + er::kNumRoomTypes)));
-    m.def("default_rooms", &er::default_rooms, "num_agents"_a);
-    m.attr("CUDA_BUILT") = er::cuda_built();
-    m.attr("CUDA_SETTING") = ER_CUDA_SETTING;  // ESCAPE_ROOM_CUDA at build time: AUTO, ON or OFF
-    m.def("cuda_device_count", &er::cuda_device_count);
-    m.def("cuda_unavailable_reason", &er::cuda_unavailable_reason, "Why no GPU is usable; '' when one is.");
+    bind_values(m);
 
     // At exit, before finalisation: stop calls still running without the GIL and finish every
     // manager's files. Daemon threads still alive keep their objects, and so do a fork child's
@@ -107,61 +78,6 @@ NB_MODULE(_core, m)
     });
     nb::module_::import_("atexit").attr("register")(m.attr("_exit_hook"));
 
-    nb::class_<er::RewardConfig>(m, "RewardConfig")
-        .def(nb::init<>())
-        .def_rw("progress_scale", &er::RewardConfig::progress_scale)
-        .def_rw("slack_penalty", &er::RewardConfig::slack_penalty)
-        .def_rw("group_bonus", &er::RewardConfig::group_bonus)
-        .def_rw("group_radius", &er::RewardConfig::group_radius)
-        .def_rw("escape_bonus", &er::RewardConfig::escape_bonus);
-
-    nb::class_<er::LevelSource>(m, "LevelSource")
-        .def(nb::init<>())
-        .def_rw("name", &er::LevelSource::name)
-        .def_rw("ascii", &er::LevelSource::ascii)
-        .def_rw("momentary", &er::LevelSource::momentary)
-        .def_rw("cell_size", &er::LevelSource::cell_size);
-
-    nb::class_<er::CompiledLevel>(m, "CompiledLevel")
-        .def_ro("rows", &er::CompiledLevel::rows)
-        .def_ro("cols", &er::CompiledLevel::cols)
-        .def_ro("num_walls", &er::CompiledLevel::num_walls)
-        .def_ro("num_spawns", &er::CompiledLevel::num_spawns)
-        .def_ro("max_x", &er::CompiledLevel::max_x)
-        .def_ro("max_y", &er::CompiledLevel::max_y)
-        .def_ro("warnings", &er::CompiledLevel::warnings)
-        .def("arrays", [](nb::handle self) {
-            // The level's fields as the catalogue's level_* views of a single world.
-            er::SimState one{};
-            one.num_worlds = 1;
-            one.level = &nb::cast<er::CompiledLevel&>(self).data;
-            nb::dict out;
-            for (const er::ArraySpec& spec : Manager::arrays())
-                if (std::string(spec.name).rfind("level_", 0) == 0) out[spec.name + 6] = view<nb::numpy>(spec.view(one), self);
-            return out;
-        }, "The geometry as numpy views shaped [1, ...] (counts in 'counts'; see Manager.arrays()).");
-    m.def("compile_level", &er::compile_level, "source"_a, "num_agents"_a,
-          "Compiles a custom level (escape_room_env.levels wraps the result).");
-    m.def("validate_config", &er::validate_config, "config"_a,
-          "Raises ValueError naming the first field a Manager would refuse (nothing is allocated).");
-
-    nb::class_<er::Config>(m, "Config")
-        .def(nb::init<>())
-        .def_rw("exec_mode", &er::Config::exec_mode)
-        .def_rw("gpu_id", &er::Config::gpu_id)
-        .def_rw("num_worlds", &er::Config::num_worlds)
-        .def_rw("rand_seed", &er::Config::rand_seed)
-        .def_rw("num_agents", &er::Config::num_agents)
-        .def_rw("autoreset_mode", &er::Config::autoreset_mode)
-        .def_rw("num_threads", &er::Config::num_threads)
-        .def_rw("rooms", &er::Config::rooms)
-        .def_rw("levels", &er::Config::levels)
-        .def_rw("episode_len", &er::Config::episode_len)
-        .def_rw("reward", &er::Config::reward)
-        .def_rw("enable_batch_renderer", &er::Config::enable_batch_renderer)
-        .def_rw("render_width", &er::Config::render_width)
-        .def_rw("render_height", &er::Config::render_height);
-
     nb::class_<Array>(m, "Array", "A zero-copy view of one simulation array (escape_room_env.Tensor wraps it).")
         .def_prop_ro("shape", [](const Array& a) { return nb::tuple(nb::cast(a.desc.shape)); })
         .def_prop_ro("dtype", [](const Array& a) { return er::py::dtype_name(a.desc.dtype); })
@@ -169,7 +85,8 @@ NB_MODULE(_core, m)
         .def("numpy", &Array::as<nb::numpy>, nb::rv_policy::reference)
         .def("torch", &Array::as<nb::pytorch>, nb::rv_policy::reference)
         .def("__dlpack__", &Array::dlpack)
-        .def("__dlpack_device__", [](const Array& a) { return nb::make_tuple(a.storage->device_type, a.storage->device_id); });
+        .def("__dlpack_device__",
+             [](const Array& a) { return nb::make_tuple(a.storage->device_type, a.storage->device_id); });
 
     nb::class_<Exclusive>(m, "Exclusive")
         .def("__enter__", [](Exclusive& e) { e.claim.emplace(*e.manager); })
@@ -185,69 +102,130 @@ NB_MODULE(_core, m)
         .def_prop_ro("is_trajectory_logging", &Manager::is_trajectory_logging)
         .def_prop_ro("observation_radius", &Manager::observation_radius)
         .def_prop_ro("level_warnings", &Manager::level_warnings)
-        .def("step", &step, "nstep"_a = 1, "stream"_a = 0)
-        .def("synchronize", [](Manager& mgr) {
-            er::WithoutGil nogil;
-            mgr.synchronize();
-        })
-        .def("exclusive", [](Manager& mgr) { return Exclusive{&mgr, std::nullopt}; }, nb::keep_alive<0, 1>())
-        .def_static("arrays", [] {
-            nb::list out;
-            for (const er::ArraySpec& spec : Manager::arrays()) out.append(nb::make_tuple(spec.name, (int32_t)spec.kind));
-            return out;
-        }, "The catalogue: (name, kind) of every array; kind 0 a tensor, 1 an image, 2 internal state.")
+        .def(
+            "step",
+            [](Manager& mgr, int64_t nstep, uintptr_t stream) {
+                interruptible([&](const Manager::Poll& poll) { return mgr.step(nstep, stream, poll); });
+            },
+            "nstep"_a = 1, "stream"_a = 0)
+        .def("synchronize", &Manager::synchronize, nb::call_guard<er::WithoutGil>())
+        .def(
+            "exclusive", [](Manager& mgr) { return Exclusive{&mgr, std::nullopt}; }, nb::keep_alive<0, 1>())
+        .def_static(
+            "arrays",
+            [] {
+                nb::list out;
+                for (const er::ArraySpec& spec : Manager::arrays())
+                    out.append(nb::make_tuple(spec.name, (int32_t)spec.kind));
+                return out;
+            },
+            "The catalogue: (name, kind) of every array; kind 0 a tensor, 1 an image, 2 internal state.")
         .def("array", [](const Manager& mgr, const std::string& name) { return Array{mgr.array(name), mgr.storage()}; })
         .def("host_copy", &er::py::host_copy, "name"_a, "A numpy copy of an array, from wherever the simulation runs.")
         .def("host_write", &er::py::host_write, "name"_a, "values"_a, "Overwrites a contiguous array from host values.")
-        .def("reset_worlds",
-             [](Manager& mgr, nb::ndarray<const uint8_t, nb::shape<-1>, nb::c_contig, nb::device::cpu> mask,
-                std::optional<nb::ndarray<const uint64_t, nb::shape<-1>, nb::c_contig, nb::device::cpu>> seeds) {
-                 const size_t W = (size_t)mgr.config().num_worlds;
-                 if (mask.shape(0) != W || (seeds && seeds->shape(0) != W))
-                     throw std::invalid_argument("reset_worlds: mask and seeds need num_worlds entries");
-                 er::WithoutGil nogil;
-                 mgr.reset_worlds(mask.data(), seeds ? seeds->data() : nullptr);
-             }, "mask"_a, "seeds"_a = nb::none())
-        .def("set_actions", [](Manager& mgr, Actions a, bool refuse_done) {
-            return mgr.set_actions(a.data(), wide_actions(mgr, a), refuse_done);
-        }, "actions"_a, "refuse_done"_a = false, "Returns -1, the flat index of the first bad value, or -2 - w.")
-        .def("check_actions", [](Manager& mgr, Actions a, bool refuse_done) {
-            return mgr.check_actions(a.data(), wide_actions(mgr, a), refuse_done);
-        }, "actions"_a, "refuse_done"_a = false)
-        .def("step_actions",
-             [](Manager& mgr, Actions a, bool refuse_done, std::optional<nb::ndarray<float, nb::ndim<2>, nb::c_contig>> obs) {
-                 const bool wide = wide_actions(mgr, a);
-                 const size_t rows = (size_t)mgr.config().num_worlds * mgr.config().num_agents;
-                 if (obs && (obs->shape(0) != rows || obs->shape(1) != (size_t)mgr.obs_dim() ||
-                             obs->device_type() != (mgr.on_gpu() ? nb::device::cuda::value : nb::device::cpu::value)))
-                     throw std::invalid_argument("step_actions: obs_out must have shape (" + std::to_string(rows) + ", " +
-                                                 std::to_string(mgr.obs_dim()) + ") where the simulation runs");
-                 er::WithoutGil nogil;
-                 return mgr.step_with_actions(a.data(), wide, refuse_done, obs ? obs->data() : nullptr);
-             }, "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none())
-        .def("start_recording",
-             [](Manager& mgr, const nb::bytes& path, const std::string& config_json, int64_t interval, uint64_t created,
-                std::optional<uint64_t> seed) {
-                 return mgr.start_recording(path_of(path), config_json, interval, created, seed ? &*seed : nullptr);
-             }, "path"_a, "config_json"_a, "checksum_interval"_a, "created_unix_ns"_a, "seed"_a = nb::none())
+        .def(
+            "reset_worlds",
+            [](Manager& mgr, Host<const uint8_t> mask, std::optional<Host<const uint64_t>> seeds) {
+                const size_t W = (size_t)mgr.config().num_worlds;
+                mgr.reset_worlds(sized(mask, W, "mask"), seeds ? sized(*seeds, W, "seeds") : nullptr);
+            },
+            "mask"_a, "seeds"_a = nb::none(), nb::call_guard<er::WithoutGil>())
+        .def(
+            "set_actions",
+            [](Manager& mgr, Actions a, bool refuse_done) {
+                return mgr.set_actions(a.data(), wide_actions(mgr, a), refuse_done);
+            },
+            "actions"_a, "refuse_done"_a = false, "Returns -1, the flat index of the first bad value, or -2 - w.")
+        .def(
+            "check_actions",
+            [](Manager& mgr, Actions a, bool refuse_done) {
+                return mgr.check_actions(a.data(), wide_actions(mgr, a), refuse_done);
+            },
+            "actions"_a, "refuse_done"_a = false)
+        .def(
+            "step_actions",
+            [](Manager& mgr, Actions a, bool refuse_done,
+               std::optional<nb::ndarray<float, nb::ndim<2>, nb::c_contig>> obs) {
+                const bool wide = wide_actions(mgr, a);
+                const size_t rows = (size_t)mgr.config().num_worlds * mgr.config().num_agents;
+                if (obs && (obs->shape(0) != rows || obs->shape(1) != (size_t)mgr.obs_dim() ||
+                            obs->device_type() != (mgr.on_gpu() ? nb::device::cuda::value : nb::device::cpu::value)))
+                    throw std::invalid_argument("step_actions: obs_out must have shape (" + std::to_string(rows) +
+                                                ", " + std::to_string(mgr.obs_dim()) + ") where the simulation runs");
+                er::WithoutGil nogil;
+                return mgr.step_with_actions(a.data(), wide, refuse_done, obs ? obs->data() : nullptr);
+            },
+            "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none())
+        .def(
+            "start_recording",
+            [](Manager& mgr, const nb::bytes& path, const std::string& config_json, int64_t interval, uint64_t created,
+               std::optional<uint64_t> seed) {
+                return mgr.start_recording(path_of(path), config_json, interval, created, seed ? &*seed : nullptr);
+            },
+            "path"_a, "config_json"_a, "checksum_interval"_a, "created_unix_ns"_a, "seed"_a = nb::none())
         .def("stop_recording", &Manager::stop_recording)
-        .def("enable_trajectory_logging", [](Manager& mgr, int32_t world, int32_t agent, const nb::bytes& path) {
-            mgr.enable_trajectory_logging(world, agent, path_of(path));
-        }, "world"_a, "agent"_a, "path"_a)
+        .def(
+            "enable_trajectory_logging",
+            [](Manager& mgr, int32_t world, int32_t agent, const nb::bytes& path) {
+                mgr.enable_trajectory_logging(world, agent, path_of(path));
+            },
+            "world"_a, "agent"_a, "path"_a)
         .def("disable_trajectory_logging", &Manager::disable_trajectory_logging)
-        .def("start_episodes",
-             [](Manager& mgr, nb::ndarray<const uint64_t, nb::shape<-1>, nb::c_contig, nb::device::cpu> seeds,
-                nb::ndarray<const uint32_t, nb::shape<-1>, nb::c_contig, nb::device::cpu> episodes) {
-                 const size_t W = (size_t)mgr.config().num_worlds;
-                 if (seeds.shape(0) != W || episodes.shape(0) != W)
-                     throw std::invalid_argument("start_episodes: seeds and episodes need num_worlds entries");
-                 mgr.start_episodes(seeds.data(), episodes.data());
-             }, "seeds"_a, "episodes"_a)
-        .def("state_hashes", [](Manager& mgr) { return er::py::per_world(mgr, [&](uint64_t* out) { mgr.state_hashes(out); }); })
-        .def("output_digests", [](Manager& mgr, bool replay) {
-            const auto chain = replay ? er::OutputChain::Replay : er::OutputChain::Recording;
-            return er::py::per_world(mgr, [&](uint64_t* out) { mgr.output_digests(chain, out); });
-        }, "replay"_a = false, "Output chains of the recording (or the replay) while kept, else the outputs' digests.")
+        .def(
+            "start_episodes",
+            [](Manager& mgr, Host<const uint64_t> seeds, Host<const uint32_t> episodes) {
+                const size_t W = (size_t)mgr.config().num_worlds;
+                mgr.start_episodes(sized(seeds, W, "start_episodes: seeds"),
+                                   sized(episodes, W, "start_episodes: episodes"));
+            },
+            "seeds"_a, "episodes"_a)
+        .def("state_hashes",
+             [](Manager& mgr) { return per_world<uint64_t>(mgr, [&](uint64_t* out) { mgr.state_hashes(out); }); })
+        .def(
+            "output_digests",
+            [](Manager& mgr, bool replay) {
+                const auto chain = replay ? er::OutputChain::Replay : er::OutputChain::Recording;
+                return per_world<uint64_t>(mgr, [&](uint64_t* out) { mgr.output_digests(chain, out); });
+            },
+            "replay"_a = false, "Output chains of the recording (or the replay) while kept, else the outputs' digests.")
         .def("chain_outputs_for_replay", &Manager::chain_outputs_for_replay, "on"_a)
+        .def("set_replay_state",
+             [](Manager& mgr, Host<const uint8_t> records, Host<const uint64_t> chains) {
+                 const size_t W = (size_t)mgr.config().num_worlds;
+                 mgr.set_replay_state(sized(records, W * mgr.state_record_bytes(), "records"),
+                                      sized(chains, W, "chains"));
+             })
+        .def("rollout", &rollout, "states"_a, "actions"_a, "steps"_a, "observation"_a.none(), "reward"_a, "done"_a,
+             "states_out"_a)
+        .def(
+            "pressed_buttons",
+            [](Manager& mgr) { return per_world<uint16_t>(mgr, [&](uint16_t* out) { mgr.pressed_buttons(out); }); },
+            "Each world's pressed buttons as a bit mask (bit k: button k).")
+        .def(
+            "state_fields",
+            [](const Manager& mgr) {
+                nb::list out;
+                for (const er::StateField& f : mgr.state_layout())
+                    out.append(
+                        nb::make_tuple(f.name, er::py::dtype_name(f.dtype), nb::tuple(nb::cast(f.shape)), f.offset));
+                return nb::make_tuple(out, mgr.state_record_bytes());
+            },
+            "The state record's fields (name, dtype, shape, offset) and its size in bytes.")
+        .def(
+            "get_state",
+            [](Manager& mgr, Host<const int32_t> worlds) {
+                return er::py::filled<uint8_t>({worlds.size(), mgr.state_record_bytes()}, [&](uint8_t* out) {
+                    er::WithoutGil nogil;
+                    mgr.get_state(worlds.data(), worlds.size(), out);
+                });
+            },
+            "worlds"_a)
+        .def(
+            "set_state",
+            [](Manager& mgr, Host<const int32_t> worlds, Host<const uint8_t> records) {
+                const size_t n = worlds.size();
+                mgr.set_state(worlds.data(), n, sized(records, n * mgr.state_record_bytes(), "records"));
+            },
+            "worlds"_a, "records"_a, nb::call_guard<er::WithoutGil>())
         .def("close", &Manager::close);
 }

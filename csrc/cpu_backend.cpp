@@ -1,9 +1,12 @@
 // The CPU backend: worlds split into contiguous ranges over a persistent thread pool. Each
 // world's result depends only on its own state, so any thread count gives the same bits.
+#include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <sys/mman.h>
 #include <vector>
 
 #include "backend.hpp"
@@ -17,10 +20,14 @@ namespace {
 
 // Small batches run on the caller alone: waking a thread costs more than stepping a few worlds.
 constexpr int32_t kMinWorldsPerChunk = 16;
+// Blocks a thread's range is taken in (see parallel_worlds), at least kMinWorldsPerChunk worlds each.
+constexpr int32_t kBlocksPerThread = 16;
 
 // A world's level is ~2 KB of which a step reads a dozen scattered cache lines; fetching the
 // lines of a world a few ahead hides most of the memory latency.
 constexpr int32_t kPrefetchAhead = 2;
+
+constexpr size_t kHugePage = size_t(2) << 20;
 
 // The first out-of-range value of rows of (move_amount, move_angle, rotate), or -1.
 template <class T>
@@ -69,8 +76,15 @@ public:
         : pool_(num_threads)
     {
         const size_t bytes = state_bytes(cfg);
-        void* base = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+        // Large states on transparent huge pages where the system offers them on request: a
+        // step touches a dozen lines of each world's ~2 KB level, and with 4 KB pages thousands
+        // of worlds miss the TLB more often than the caches.
+        const size_t align = bytes >= kHugePage ? kHugePage : 64;
+        void* base = std::aligned_alloc(align, (bytes + align - 1) / align * align);
         if (!base) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+        if (align == kHugePage) madvise(base, (bytes + align - 1) / align * align, MADV_HUGEPAGE);  // advice only
+#endif
         std::memset(base, 0, bytes);
         storage_ = std::make_shared<Storage>();
         storage_->base = base;
@@ -79,7 +93,10 @@ public:
         state_ = bind_state(cfg, base);
         table_ = make_lidar_table();
         for (int32_t i = 0; i < state_.num_fixed_levels; ++i) state_.fixed_levels[i] = fixed_levels[i];
-        for (int32_t w = 0; w < state_.num_worlds; ++w) state_.seed[w] = rand_seed + (uint64_t)w;
+        for (int32_t w = 0; w < state_.num_worlds; ++w) {
+            state_.seed[w] = rand_seed + (uint64_t)w;
+            state_.level_index[w] = state_.num_fixed_levels > 0 ? w % state_.num_fixed_levels : -1;
+        }
         parallel_worlds([](CpuBackend& b, int32_t w) {
             begin_episode(b.state_, b.table_, w);
             b.render(w);
@@ -100,17 +117,25 @@ public:
         inputs_ = state_;  // the arrays the rules read, with the inputs the request supplies
         if (req.reset_flags) inputs_.reset_in = req.reset_flags;
         if (req.actions && !req.int64) inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
+        const bool every = req.observe == Observe::EveryStep || req.obs_copy || chained_[0] || chained_[1];
         for (int32_t i = 0; i < req.repeat; ++i) {
+            observe_ = every || (req.observe == Observe::LastStep && i == req.repeat - 1);
             parallel_worlds([](CpuBackend& b, int32_t w) {
                 if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
                 if (b.req_.actions) b.copy_actions(w);
-                step_world(b.inputs_, b.table_, w);
+                step_world(b.inputs_, b.table_, w, b.observe_);
                 b.render(w);
                 if (b.req_.obs_copy) b.copy_observations(w);
                 b.extend_chains(w);
             });
             req_.actions = nullptr;  // copied by the first step
         }
+    }
+
+    void write_observations() override
+    {
+        parallel_worlds(
+            [](CpuBackend& b, int32_t w) { er::write_observations(b.state_.obs_out, b.state_, b.table_, w); });
     }
 
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds) override
@@ -137,6 +162,33 @@ public:
         });
     }
 
+    void restore_worlds(const uint8_t* mask) override
+    {
+        mask_ = mask;
+        parallel_worlds([](CpuBackend& b, int32_t w) {
+            if (!b.mask_[w]) return;
+            restore_world(b.state_, b.table_, w, b.mask_[w] == 1);
+            b.render(w);
+        });
+    }
+
+    void parallel_for(int64_t n, void (*fn)(void* ctx, int64_t begin, int64_t end), void* ctx) override
+    {
+        struct Range {
+            void (*fn)(void*, int64_t, int64_t);
+            void* ctx;
+            int64_t n;
+            int32_t chunks;
+        } range{fn, ctx, n, (int32_t)std::max<int64_t>(1, std::min<int64_t>(pool_.size(), n / kMinWorldsPerChunk))};
+        pool_.run(
+            range.chunks,
+            [](void* p, int32_t c) {
+                const Range& r = *static_cast<Range*>(p);
+                r.fn(r.ctx, r.n * c / r.chunks, r.n * (c + 1) / r.chunks);
+            },
+            &range);
+    }
+
     void chain_outputs(OutputChain chain, bool on) override
     {
         std::vector<uint64_t>& c = chains_[(int32_t)chain];
@@ -148,6 +200,12 @@ public:
     void state_hashes(uint64_t* out) override
     {
         for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = world_hash(state_, w);
+    }
+
+    void set_output_chains(OutputChain chain, const uint64_t* values) override
+    {
+        std::vector<uint64_t>& c = chains_[(int32_t)chain];
+        std::copy(values, values + c.size(), c.begin());
     }
 
     void output_digests(OutputChain chain, uint64_t* out) override
@@ -217,9 +275,19 @@ private:
 
     using WorldFn = void (*)(CpuBackend&, int32_t);
 
+    // Each thread owns a contiguous range of worlds (the same every call, so its worlds stay in
+    // its caches) and takes it a block at a time; a thread done with its own range takes the
+    // blocks others have not started, so one that another process slows down delays the step
+    // by a block, not by half of it. Each world's result is its own: any order, the same bits.
+    struct alignas(64) Range {
+        std::atomic<int32_t> next{0};  // next block to take
+        int32_t end = 0;               // one past the range's last block
+    };
+
     struct Job {
         CpuBackend* self;
         WorldFn fn;
+        int32_t block;  // worlds a block
         int32_t num_chunks;
     };
 
@@ -228,25 +296,43 @@ private:
         const int32_t W = state_.num_worlds;
         int32_t chunks = W / kMinWorldsPerChunk;
         if (chunks > pool_.size()) chunks = pool_.size();
-        if (chunks < 1) chunks = 1;
-        Job job{this, fn, chunks};
+        if (chunks <= 1) {
+            for (int32_t w = 0; w < W; ++w) fn(*this, w);
+            return;
+        }
+        int32_t block = W / (chunks * kBlocksPerThread);
+        if (block < kMinWorldsPerChunk) block = kMinWorldsPerChunk;
+        const int32_t blocks = (W + block - 1) / block;
+        for (int32_t c = 0; c < chunks; ++c) {
+            ranges_[c].next.store((int32_t)((int64_t)blocks * c / chunks), std::memory_order_relaxed);
+            ranges_[c].end = (int32_t)((int64_t)blocks * (c + 1) / chunks);
+        }
+        Job job{this, fn, block, chunks};
         pool_.run(
             chunks,
             [](void* ctx, int32_t c) {
                 const Job& j = *static_cast<Job*>(ctx);
-                const int64_t W = j.self->state_.num_worlds;
-                const int32_t begin = (int32_t)(W * c / j.num_chunks), end = (int32_t)(W * (c + 1) / j.num_chunks);
-                for (int32_t w = begin; w < end; ++w) j.fn(*j.self, w);
+                CpuBackend& b = *j.self;
+                const int32_t W = b.state_.num_worlds;
+                for (int32_t k = 0; k < j.num_chunks; ++k) {  // its own range first, then the others'
+                    Range& r = b.ranges_[(c + k) % j.num_chunks];
+                    for (int32_t i; (i = r.next.fetch_add(1, std::memory_order_relaxed)) < r.end;) {
+                        const int32_t end = (i + 1) * j.block < W ? (i + 1) * j.block : W;
+                        for (int32_t w = i * j.block; w < end; ++w) j.fn(b, w);
+                    }
+                }
             },
             &job);
     }
 
     ThreadPool pool_;
+    std::unique_ptr<Range[]> ranges_{new Range[(size_t)pool_.size()]};
     std::shared_ptr<Storage> storage_;
     SimState state_{};
     SimState inputs_{};  // state_, reading its inputs where the current step request says
     LidarTable table_{};
     StepRequest req_{};
+    bool observe_ = true;  // the current step writes the observations
     const uint8_t* mask_ = nullptr;
     const uint64_t* seeds_ = nullptr;
     bool chained_[kNumOutputChains] = {false, false};

@@ -72,16 +72,33 @@ __global__ void begin_kernel(SimState s, LidarTable table, const uint64_t* seeds
         s.episode[w] = episodes[w];
     } else {
         s.seed[w] = rand_seed + (uint64_t)w;
+        s.level_index[w] = s.num_fixed_levels > 0 ? w % s.num_fixed_levels : -1;
     }
     begin_episode(s, table, w);
 }
 
-// `repeat` steps of one world: nstep loops on the device, the world's state staying in cache.
-__global__ void step_kernel(SimState s, LidarTable table, int32_t repeat)
+__global__ void restore_kernel(SimState s, LidarTable table, const uint8_t* mask)
+{
+    const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (w < s.num_worlds && mask[w]) restore_world(s, table, w, mask[w] == 1);
+}
+
+// `repeat` steps of one world: nstep loops on the device, the world's state staying in cache;
+// `observe` (an Observe) says which of them write the observations. At most 128 registers a
+// thread (4 blocks of 128 per SM): .ci/cuda_resources checks it, with no spills.
+__global__ void __launch_bounds__(kWorldsPerBlock, 4)
+    step_kernel(SimState s, LidarTable table, int32_t repeat, int32_t observe)
 {
     const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
     if (w >= s.num_worlds) return;
-    for (int32_t i = 0; i < repeat; ++i) step_world(s, table, w);
+    const bool every = observe == (int32_t)Observe::EveryStep, last = observe == (int32_t)Observe::LastStep;
+    for (int32_t i = 0; i < repeat; ++i) step_world(s, table, w, every || (last && i == repeat - 1));
+}
+
+__global__ void observe_kernel(SimState s, LidarTable table)
+{
+    const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (w < s.num_worlds) write_observations(s.obs_out, s, table, w);
 }
 
 __global__ void reset_kernel(SimState s, LidarTable table, const uint8_t* mask, const uint64_t* seeds)
@@ -154,7 +171,7 @@ struct Scratch {
     uint32_t* episodes;
     uint64_t* hashes;
     uint64_t* chains[kNumOutputChains];  // output chains, while on
-    unsigned long long* check;  // [2]
+    unsigned long long* check;           // [2]
 };
 
 // The event the last queued work recorded; shared with the storage, so that a tensor's
@@ -192,7 +209,9 @@ public:
         DeviceScope scope(device_);
         const cudaStream_t stream = enter(req.stream);
         if (req.actions) copy_actions(req.actions, req.int64, stream);
-        if (req.repeat != repeat_) set_repeat(req.repeat);
+        // Chains digest every step's outputs, and obs_copy copies them: those steps observe.
+        const Observe observe = req.obs_copy || chained_[0] || chained_[1] ? Observe::EveryStep : req.observe;
+        if (req.repeat != repeat_ || observe != observe_) set_launch(req.repeat, observe);
         check(cudaGraphLaunch(graph_, stream), "cudaGraphLaunch");
         launch_chains(stream, nullptr);  // the manager steps one at a time while chains are on
         if (req.obs_copy)
@@ -200,6 +219,15 @@ public:
                                   sizeof(float) * (size_t)state_.num_worlds * state_.num_agents * state_.obs_dim,
                                   cudaMemcpyDeviceToDevice, stream),
                   "cudaMemcpyAsync (observations)");
+        finish(stream);
+    }
+
+    void write_observations() override
+    {
+        DeviceScope scope(device_);
+        const cudaStream_t stream = enter(0);
+        observe_kernel<<<blocks_for(state_.num_worlds, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, table_);
+        check(cudaGetLastError(), "observe_kernel launch");
         finish(stream);
     }
 
@@ -240,6 +268,24 @@ public:
         synchronize();
     }
 
+    void restore_worlds(const uint8_t* mask) override
+    {
+        DeviceScope scope(device_);
+        const cudaStream_t stream = enter(0);
+        const int32_t W = state_.num_worlds;
+        upload(scratch_.mask, mask, (size_t)W);
+        restore_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, table_, scratch_.mask);
+        check(cudaGetLastError(), "restore_kernel launch");
+        launch_render(stream);
+        finish(stream);
+        synchronize();
+    }
+
+    void parallel_for(int64_t n, void (*fn)(void* ctx, int64_t begin, int64_t end), void* ctx) override
+    {
+        fn(ctx, 0, n);
+    }
+
     void chain_outputs(OutputChain chain, bool on) override
     {
         const int32_t c = (int32_t)chain;
@@ -263,6 +309,16 @@ public:
         check(cudaGetLastError(), "hash_kernel launch");
         check(cudaMemcpyAsync(out, scratch_.hashes, (size_t)W * 8, cudaMemcpyDeviceToHost, stream),
               "cudaMemcpyAsync (hashes)");
+        finish(stream);
+        synchronize();
+    }
+
+    void set_output_chains(OutputChain chain, const uint64_t* values) override
+    {
+        if (!chained_[(int32_t)chain]) return;
+        DeviceScope scope(device_);
+        const cudaStream_t stream = enter(0);
+        upload(scratch_.chains[(int32_t)chain], values, (size_t)state_.num_worlds * 8);
         finish(stream);
         synchronize();
     }
@@ -371,7 +427,8 @@ private:
         std::shared_ptr<WriteEvent> written = written_;
         storage_->wait_for_writes = [written](uintptr_t consumer) {
             DeviceScope scope(written->device);
-            check(cudaStreamWaitEvent(reinterpret_cast<cudaStream_t>(consumer), written->event, 0), "cudaStreamWaitEvent");
+            check(cudaStreamWaitEvent(reinterpret_cast<cudaStream_t>(consumer), written->event, 0),
+                  "cudaStreamWaitEvent");
         };
         check(cudaMemsetAsync(base, 0, bytes, stream_), "cudaMemsetAsync");
         state_ = bind_state(cfg, base);
@@ -397,14 +454,13 @@ private:
                                   cudaMemcpyHostToDevice, stream_),
                   "cudaMemcpyAsync (levels)");
         begin_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream_>>>(state_, table_, nullptr, nullptr,
-                                                                                       rand_seed);
+                                                                                      rand_seed);
         check(cudaGetLastError(), "begin_kernel launch");
         launch_render(stream_);
         build_graph();
         finish(stream_);
         synchronize();
     }
-
 
     // Frees what init() made, after the queued work. The state itself is freed with the last
     // tensor that shares storage_.
@@ -447,14 +503,16 @@ private:
         check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     }
 
-    // The step kernel's loop count: an update of the instantiated graph, which later launches
-    // use (launches already queued keep theirs).
-    void set_repeat(int32_t repeat)
+    // The step kernel's loop count and observed steps: an update of the instantiated graph,
+    // which later launches use (launches already queued keep theirs).
+    void set_launch(int32_t repeat, Observe observe)
     {
-        void* args[] = {&state_, &table_, &repeat};
+        int32_t mode = (int32_t)observe;
+        void* args[] = {&state_, &table_, &repeat, &mode};
         cudaKernelNodeParams params = step_params(args);
         check(cudaGraphExecKernelNodeSetParams(graph_, step_node_, &params), "cudaGraphExecKernelNodeSetParams");
         repeat_ = repeat;
+        observe_ = observe;
     }
 
     cudaKernelNodeParams step_params(void** args) const
@@ -487,7 +545,8 @@ private:
         const int32_t W = state_.num_worlds;
         for (int32_t c = 0; c < kNumOutputChains; ++c) {
             if (!chained_[c]) continue;
-            chain_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, scratch_.chains[c], mask);
+            chain_kernel<<<blocks_for(W, kWorldsPerBlock), kWorldsPerBlock, 0, stream>>>(state_, scratch_.chains[c],
+                                                                                         mask);
             check(cudaGetLastError(), "chain_kernel launch");
         }
     }
@@ -505,8 +564,8 @@ private:
     void build_graph()
     {
         check(cudaGraphCreate(&graph_template_, 0), "cudaGraphCreate");
-        int32_t repeat = repeat_;
-        void* step_args[] = {&state_, &table_, &repeat};
+        int32_t repeat = repeat_, mode = (int32_t)observe_;
+        void* step_args[] = {&state_, &table_, &repeat, &mode};
         const cudaKernelNodeParams step = step_params(step_args);
         check(cudaGraphAddKernelNode(&step_node_, graph_template_, nullptr, 0, &step), "cudaGraphAddKernelNode (step)");
         if (state_.render_width > 0) {
@@ -536,6 +595,7 @@ private:
     cudaGraphNode_t step_node_ = nullptr;
     cudaGraphExec_t graph_ = nullptr;
     int32_t repeat_ = 1;
+    Observe observe_ = Observe::EveryStep;
     bool chained_[kNumOutputChains] = {false, false};
 };
 
@@ -564,7 +624,9 @@ std::string cuda_unavailable_reason()
         cudaRuntimeGetVersion(&runtime);
         const std::string what = std::string("cudaGetDeviceCount failed with ") + cudaGetErrorName(err) + " (" +
                                  cudaGetErrorString(err) + "); ";
-        if (driver == 0) return what + "no NVIDIA driver is installed (this build's CUDA runtime is " + std::to_string(runtime) + ")";
+        if (driver == 0)
+            return what + "no NVIDIA driver is installed (this build's CUDA runtime is " + std::to_string(runtime) +
+                   ")";
         return what + "driver supports CUDA " + std::to_string(driver) + ", this build's runtime is " +
                std::to_string(runtime);
     }

@@ -19,8 +19,8 @@ namespace nb = nanobind;
 
 inline nb::dlpack::dtype dlpack_dtype(er::DType t)
 {
-    static const nb::dlpack::dtype table[] = {nb::dtype<int32_t>(), nb::dtype<float>(),   nb::dtype<bool>(),
-                                              nb::dtype<uint8_t>(), nb::dtype<int8_t>(),  nb::dtype<uint32_t>(),
+    static const nb::dlpack::dtype table[] = {nb::dtype<int32_t>(), nb::dtype<float>(),  nb::dtype<bool>(),
+                                              nb::dtype<uint8_t>(), nb::dtype<int8_t>(), nb::dtype<uint32_t>(),
                                               nb::dtype<uint64_t>()};
     return table[(int32_t)t];
 }
@@ -88,17 +88,6 @@ inline size_t span_of(const er::TensorDesc& d, bool& contiguous)
         expected *= d.shape[i];
     }
     return (size_t)(last + 1) * er::dtype_size(d.dtype);
-}
-
-// A uint64 per world, filled by `fill`, as a numpy array.
-template <class Fill>
-nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>> per_world(const er::Manager& m, Fill&& fill)
-{
-    const size_t W = (size_t)m.config().num_worlds;
-    auto* out = new uint64_t[W];
-    nb::capsule owner(out, [](void* p) noexcept { delete[] static_cast<uint64_t*>(p); });
-    fill(out);
-    return nb::ndarray<nb::numpy, uint64_t, nb::ndim<1>>(out, {W}, owner);
 }
 
 // A numpy copy of a manager's array, from wherever the simulation runs.

@@ -57,9 +57,9 @@ public:
         add_outer_walls();
         for (const Run& r : merge_runs([](char ch) { return ch == '#'; })) {
             if (lv.num_statics >= kMaxWalls)
-                fail_at(r.row, r.first, "the walls merge into more than " + std::to_string(kMaxWalls - 4) +
-                                            " boxes (at most " + std::to_string(kMaxWalls) +
-                                            " walls, 4 of them the outer walls); simplify the walls");
+                fail_at(r.row, r.first,
+                        "the walls merge into more than " + std::to_string(kMaxWalls - 4) + " boxes (at most " +
+                            std::to_string(kMaxWalls) + " walls, 4 of them the outer walls); simplify the walls");
             add_static(lv, box_of(r), -1);
         }
         out_.num_walls = lv.num_statics;
@@ -105,10 +105,8 @@ private:
         if (grid_.empty()) fail("the level has no rows");
         rows_ = (int32_t)grid_.size();
         cols_ = (int32_t)grid_[0].size();
-        if (rows_ > kMaxLevelRows)
-            fail_at(kMaxLevelRows, 0, "more than " + std::to_string(kMaxLevelRows) + " rows");
-        if (cols_ > kMaxLevelCols)
-            fail_at(0, kMaxLevelCols, "more than " + std::to_string(kMaxLevelCols) + " columns");
+        if (rows_ > kMaxLevelRows) fail_at(kMaxLevelRows, 0, "more than " + std::to_string(kMaxLevelRows) + " rows");
+        if (cols_ > kMaxLevelCols) fail_at(0, kMaxLevelCols, "more than " + std::to_string(kMaxLevelCols) + " columns");
         for (int32_t r = 0; r < rows_; ++r) {
             const int32_t n = (int32_t)grid_[(size_t)r].size();
             if (n != cols_)
@@ -117,8 +115,9 @@ private:
                             std::to_string(cols_) + " (pad with '.')");
             for (int32_t col = 0; col < cols_; ++col)
                 if (!is_known(at(r, col)))
-                    fail_at(r, col, "unknown character " + quote(at(r, col)) +
-                                        " (expected # . space S C E, a door 1-8 or a button a-h)");
+                    fail_at(r, col,
+                            "unknown character " + quote(at(r, col)) +
+                                " (expected # . space S C E, a door 1-8 or a button a-h)");
         }
     }
 
@@ -201,7 +200,9 @@ private:
                 int32_t last = col;
                 while (last + 1 < cols_ && at(r, last + 1) == ch) ++last;
                 if (lv.num_doors >= kMaxDoors)
-                    fail_at(r, col, "more than " + std::to_string(kMaxDoors) + " doors (a door is a run of one digit in a row)");
+                    fail_at(
+                        r, col,
+                        "more than " + std::to_string(kMaxDoors) + " doors (a door is a run of one digit in a row)");
                 const int32_t d = lv.num_doors++;
                 const Box b = make_box(x0(col), y0(r), x1(last), y1(r));
                 lv.door_centre[d] = {(b.min_x + b.max_x) * 0.5f, (b.min_y + b.max_y) * 0.5f};
@@ -241,8 +242,9 @@ private:
                 if (!is_button(ch)) continue;
                 const int32_t group = ch - 'a';
                 if (!(door_groups & (1u << group)))
-                    fail_at(r, col, "button " + quote(ch) + " opens door group " + std::to_string(group + 1) +
-                                        ", but the level has no door '" + std::to_string(group + 1) + "'");
+                    fail_at(r, col,
+                            "button " + quote(ch) + " opens door group " + std::to_string(group + 1) +
+                                ", but the level has no door '" + std::to_string(group + 1) + "'");
                 if (lv.num_buttons >= kMaxButtons)
                     fail_at(r, col, "more than " + std::to_string(kMaxButtons) + " buttons");
                 const Vec2 p = centre(r, col);
@@ -271,13 +273,15 @@ private:
                     for (int32_t dc = -1; dc <= 1; ++dc) {
                         if (dr == 0 && dc == 0) continue;
                         const int32_t nr = r + dr, nc = col + dc;
-                        const std::string rule = "a cube 'C' needs its 8 neighbours free of walls, spawns, doors and cubes";
+                        const std::string rule =
+                            "a cube 'C' needs its 8 neighbours free of walls, spawns, doors and cubes";
                         if (nr < 0 || nr >= rows_ || nc < 0 || nc >= cols_)
                             fail_at(r, col, rule + "; it touches the edge of the grid (outside is wall)");
                         const char n = at(nr, nc);
                         if (n == '#' || n == 'S' || n == 'C' || is_door(n))
-                            fail_at(r, col, rule + "; row " + std::to_string(nr) + ", column " + std::to_string(nc) +
-                                                " is " + quote(n));
+                            fail_at(r, col,
+                                    rule + "; row " + std::to_string(nr) + ", column " + std::to_string(nc) + " is " +
+                                        quote(n));
                     }
                 }
                 if (lv.num_cubes >= kMaxCubes) fail_at(r, col, "more than " + std::to_string(kMaxCubes) + " cubes");
@@ -375,8 +379,9 @@ private:
             }
             if (!found)
                 out_.warnings.push_back(prefix_ + "row " + std::to_string(spawn_cell_[a].row) + ", column " +
-                                        std::to_string(spawn_cell_[a].col) + ": no exit cell 'E' is reachable from agent " +
-                                        std::to_string(a) + "'s spawn (walls block every path)");
+                                        std::to_string(spawn_cell_[a].col) +
+                                        ": no exit cell 'E' is reachable from agent " + std::to_string(a) +
+                                        "'s spawn (walls block every path)");
         }
     }
 

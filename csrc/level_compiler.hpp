@@ -21,7 +21,7 @@ struct LevelSource {
 struct CompiledLevel {
     LevelData data;
     int32_t rows = 0, cols = 0;
-    int32_t num_walls = 0;  // statics [0, num_walls) are walls (4 outer walls first), then doors
+    int32_t num_walls = 0;   // statics [0, num_walls) are walls (4 outer walls first), then doors
     int32_t num_spawns = 0;  // 'S' cells; data.spawn holds the first min(num_spawns, kMaxAgents)
     float max_x = 0.0f, max_y = 0.0f;
     std::vector<std::string> warnings;  // e.g. an exit no spawn can reach

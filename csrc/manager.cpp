@@ -12,11 +12,12 @@
 #include <stdexcept>
 
 #include "lifecycle.hpp"
+#include "sim/doors.hpp"
+#include "sim/hash.hpp"
 
 namespace er {
 
 namespace {
-
 
 [[noreturn]] void invalid(const std::string& msg) { throw std::invalid_argument(msg); }
 
@@ -29,12 +30,15 @@ void validate_config(const Config& c)
     const std::vector<int32_t> rooms = c.rooms ? *c.rooms : default_rooms(c.num_agents);
     if (c.num_worlds < 1) invalid("num_worlds must be >= 1, got " + std::to_string(c.num_worlds));
     if (c.num_worlds > (int64_t)INT32_MAX / kMaxAgents)
-        invalid("num_worlds must be <= " + std::to_string(INT32_MAX / kMaxAgents) + ", got " + std::to_string(c.num_worlds));
+        invalid("num_worlds must be <= " + std::to_string(INT32_MAX / kMaxAgents) + ", got " +
+                std::to_string(c.num_worlds));
     if (c.num_agents < 1 || c.num_agents > kMaxAgents)
-        invalid("num_agents must be between 1 and " + std::to_string(kMaxAgents) + ", got " + std::to_string(c.num_agents));
+        invalid("num_agents must be between 1 and " + std::to_string(kMaxAgents) + ", got " +
+                std::to_string(c.num_agents));
     if (c.episode_len < 1) invalid("episode_len must be >= 1, got " + std::to_string(c.episode_len));
     if (c.autoreset_mode < kNextStep || c.autoreset_mode > kDisabled)
-        invalid("autoreset_mode must be NEXT_STEP (0), SAME_STEP (1) or DISABLED (2), got " + std::to_string(c.autoreset_mode));
+        invalid("autoreset_mode must be NEXT_STEP (0), SAME_STEP (1) or DISABLED (2), got " +
+                std::to_string(c.autoreset_mode));
     if (c.num_threads < 1 || c.num_threads > 1024)
         invalid("num_threads must be between 1 and 1024, got " + std::to_string(c.num_threads));
     if (c.enable_batch_renderer && (c.render_width < 1 || c.render_width > kMaxRenderSize || c.render_height < 1 ||
@@ -42,7 +46,7 @@ void validate_config(const Config& c)
         invalid("render_width and render_height must be between 1 and " + std::to_string(kMaxRenderSize) + ", got " +
                 std::to_string(c.render_width) + " x " + std::to_string(c.render_height));
     if (c.levels.size() > 1024) invalid("levels: at most 1024 levels, got " + std::to_string(c.levels.size()));
-    if (rooms.empty() || (int32_t)rooms.size() > 4)
+    if (rooms.empty() || (int32_t)rooms.size() > kMaxGeneratedRooms)
         invalid("rooms must list 1 to 4 room types, got " + std::to_string(rooms.size()));
     for (size_t k = 0; k < rooms.size(); ++k) {
         const int32_t t = rooms[k];
@@ -114,13 +118,15 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
     if (!cfg_.rooms) cfg_.rooms = default_rooms(cfg_.num_agents);
     if (cfg_.exec_mode == ExecMode::CUDA) {
         if (!cuda_built())
-            throw CudaUnavailable("this build of escape_room_env has no CUDA backend (it was built without nvcc, or "
-                                  "with ESCAPE_ROOM_CUDA=OFF); reinstall with nvcc on PATH, or use ExecMode.CPU");
+            throw CudaUnavailable(
+                "this build of escape_room_env has no CUDA backend (it was built without nvcc, or "
+                "with ESCAPE_ROOM_CUDA=OFF); reinstall with nvcc on PATH, or use ExecMode.CPU");
         const int32_t n = cuda_device_count();
         if (n <= 0)
-            throw CudaUnavailable("ExecMode.CUDA needs an NVIDIA GPU with a working driver, and none is usable "
-                                  "(escape_room_env.cuda_available() is False): " +
-                                  cuda_unavailable_reason() + "; use ExecMode.CPU");
+            throw CudaUnavailable(
+                "ExecMode.CUDA needs an NVIDIA GPU with a working driver, and none is usable "
+                "(escape_room_env.cuda_available() is False): " +
+                cuda_unavailable_reason() + "; use ExecMode.CPU");
         if (cfg_.gpu_id < 0 || cfg_.gpu_id >= n)
             invalid("gpu_id must be between 0 and " + std::to_string(n - 1) + ", got " + std::to_string(cfg_.gpu_id));
     }
@@ -131,8 +137,8 @@ Manager::Manager(const Config& cfg) : cfg_(cfg)
     for (const LevelSource& src : cfg_.levels) {
         CompiledLevel c = compile_level(src, cfg_.num_agents);
         const LevelData& lv = c.data;
-        const double r = std::hypot((double)c.max_x - (double)lv.min_x, (double)c.max_y - (double)lv.min_y) /
-                         (double)lv.norm_length;
+        const double r =
+            std::hypot((double)c.max_x - (double)lv.min_x, (double)c.max_y - (double)lv.min_y) / (double)lv.norm_length;
         radius = r > radius ? r : radius;
         level_warnings_.insert(level_warnings_.end(), c.warnings.begin(), c.warnings.end());
         levels.push_back(lv);
@@ -232,12 +238,16 @@ int64_t Manager::step(int64_t nstep, uintptr_t stream, const Poll& poll)
     // between steps).
     constexpr int64_t kGpuStepsPerLaunch = 64;
     const int64_t per_call = on_gpu() && !recorder_ && !trajectory_ && !replaying_ ? kGpuStepsPerLaunch : 1;
+    // Observations are written only where they are read: by the call's last step (and every
+    // step while a recording, a log or a replay digests each step's outputs).
+    const bool lazy = !recorder_ && !trajectory_ && !replaying_;
     auto last_poll = std::chrono::steady_clock::now();
     int64_t done = 0;
     while (done < nstep) {
         StepRequest req;
         req.stream = stream;
         req.repeat = (int32_t)(nstep - done < per_call ? nstep - done : per_call);
+        if (lazy) req.observe = done + req.repeat < nstep ? Observe::None : Observe::LastStep;
         step_once(req);
         done += req.repeat;
         if (done < nstep && poll) {
@@ -245,7 +255,10 @@ int64_t Manager::step(int64_t nstep, uintptr_t stream, const Poll& poll)
             if (now - last_poll >= std::chrono::milliseconds(10)) {
                 last_poll = now;
                 if (!stream) backend_->synchronize();  // a stop then comes after steps that are really done
-                if (!poll()) break;
+                if (!poll()) {
+                    if (lazy) backend_->write_observations();  // every tensor consistent at the stop
+                    break;
+                }
             }
         }
     }
@@ -406,8 +419,8 @@ void Manager::start_episodes(const uint64_t* seeds, const uint32_t* episodes)
     backend_->start_episodes(seeds, episodes);
 }
 
-std::string Manager::start_recording(const std::string& path, const std::string& config_json,
-                                     int64_t checksum_interval, uint64_t created_unix_ns, const uint64_t* seed)
+std::string Manager::start_recording(const std::string& path, const std::string& config_json, int64_t checksum_interval,
+                                     uint64_t created_unix_ns, const uint64_t* seed)
 {
     const Claim claim(*this);
     check_open();
@@ -436,8 +449,10 @@ std::string Manager::start_recording(const std::string& path, const std::string&
     std::vector<uint64_t> start_seeds = seeds;
     std::vector<uint32_t> start_episodes = episodes;
     for (size_t w = 0; w < W; ++w) {
-        if (seed) start_seeds[w] = *seed + (uint64_t)w, start_episodes[w] = 0;
-        else if (!fresh) start_episodes[w] = episodes[w] + 1;
+        if (seed)
+            start_seeds[w] = *seed + (uint64_t)w, start_episodes[w] = 0;
+        else if (!fresh)
+            start_episodes[w] = episodes[w] + 1;
     }
     std::string json = config_json.substr(0, config_json.size() - 1);
     json += config_json.size() > 2 ? ", \"world_seeds\": [" : "\"world_seeds\": [";
@@ -445,9 +460,16 @@ std::string Manager::start_recording(const std::string& path, const std::string&
     json += "], \"world_episodes\": [";
     for (size_t w = 0; w < W; ++w) json += (w ? ", " : "") + std::to_string(start_episodes[w]);
     json += "], \"start\": \"" + start + "\"}";
-    const ReplayHeaderInfo info{(uint32_t)kRulesVersion, (uint32_t)s.num_worlds, (uint32_t)s.num_agents,
-                                (uint32_t)s.episode_len, cfg_.rand_seed,         (uint32_t)s.autoreset_mode,
-                                0u,                      created_unix_ns,        (uint32_t)checksum_interval};
+    // The file's seed: the one the worlds were reseeded with, else the manager's own.
+    const ReplayHeaderInfo info{(uint32_t)kRulesVersion,
+                                (uint32_t)s.num_worlds,
+                                (uint32_t)s.num_agents,
+                                (uint32_t)s.episode_len,
+                                seed ? *seed : cfg_.rand_seed,
+                                (uint32_t)s.autoreset_mode,
+                                0u,
+                                created_unix_ns,
+                                (uint32_t)checksum_interval};
     recorder->begin(info, json);
     // Every world starts there, exactly as a replay's first state will (a fresh world shows its
     // episode's start again: the same state, with reward 0 and done 0 instead of the last step's).
@@ -483,9 +505,11 @@ void Manager::enable_trajectory_logging(int32_t world, int32_t agent, const std:
     const Claim claim(*this);
     check_open();
     if (world < 0 || world >= cfg_.num_worlds)
-        invalid("world_idx must be between 0 and " + std::to_string(cfg_.num_worlds - 1) + ", got " + std::to_string(world));
+        invalid("world_idx must be between 0 and " + std::to_string(cfg_.num_worlds - 1) + ", got " +
+                std::to_string(world));
     if (agent < 0 || agent >= cfg_.num_agents)
-        invalid("agent_idx must be between 0 and " + std::to_string(cfg_.num_agents - 1) + ", got " + std::to_string(agent));
+        invalid("agent_idx must be between 0 and " + std::to_string(cfg_.num_agents - 1) + ", got " +
+                std::to_string(agent));
     trajectory_ = std::make_unique<TrajectoryLog>(world, agent, path);
 }
 
@@ -501,6 +525,24 @@ void Manager::output_digests(OutputChain chain, uint64_t* out)
     const Claim claim(*this);
     check_open();
     backend_->output_digests(chain, out);
+}
+
+void Manager::set_replay_state(const uint8_t* records, const uint64_t* chains)
+{
+    const Claim claim(*this);
+    check_open();
+    if (!replaying_) throw Error("set_replay_state() needs a replay in progress");
+    std::vector<int32_t> all((size_t)cfg_.num_worlds);
+    for (size_t w = 0; w < all.size(); ++w) all[w] = (int32_t)w;
+    replaying_ = false;  // set_state refuses during a replay; this jump is the replay's own
+    try {
+        set_state(all.data(), all.size(), records);
+    } catch (...) {
+        replaying_ = true;
+        throw;
+    }
+    replaying_ = true;
+    backend_->set_output_chains(OutputChain::Replay, chains);
 }
 
 void Manager::chain_outputs_for_replay(bool on)
@@ -633,7 +675,9 @@ TensorDesc image(const SimState& s, void* data, DType dtype, int64_t channels)
 size_t dtype_size(DType t)
 {
     switch (t) {
-    case DType::Int32: case DType::Float32: case DType::UInt32: return 4;
+    case DType::Int32:
+    case DType::Float32:
+    case DType::UInt32: return 4;
     case DType::UInt64: return 8;
     default: return 1;
     }
@@ -651,8 +695,10 @@ const std::vector<ArraySpec>& Manager::arrays()
         {"reward", K::Tensor, [](const SimState& s) { return per_agent(s, s.reward_out, D::Float32); }},
         {"done", K::Tensor, [](const SimState& s) { return per_agent(s, s.done_out, D::Int32); }},
         {"termination_reason", K::Tensor, [](const SimState& s) { return per_agent(s, s.reason_out, D::Int32); }},
-        {"terminated", K::Tensor, [](const SimState& s) { return dense(s.terminated_out, D::Bool, {worlds(s), agents(s)}); }},
-        {"truncated", K::Tensor, [](const SimState& s) { return dense(s.truncated_out, D::Bool, {worlds(s), agents(s)}); }},
+        {"terminated", K::Tensor,
+         [](const SimState& s) { return dense(s.terminated_out, D::Bool, {worlds(s), agents(s)}); }},
+        {"truncated", K::Tensor,
+         [](const SimState& s) { return dense(s.truncated_out, D::Bool, {worlds(s), agents(s)}); }},
         {"steps_remaining", K::Tensor, [](const SimState& s) { return per_agent(s, s.steps_out, D::Int32); }},
         {"progress", K::Tensor, [](const SimState& s) { return per_agent(s, s.progress_out, D::Float32); }},
         {"observation", K::Tensor, [](const SimState& s) { return obs_view(s, s.obs_out, 0, {s.obs_dim}); }},
@@ -663,11 +709,13 @@ const std::vector<ArraySpec>& Manager::arrays()
         {"lidar", K::Tensor, [](const SimState& s) { return obs_view(s, s.obs_out, kObsLidar, {kLidarRays, 2}); }},
         {"partner_observations", K::Tensor,
          [](const SimState& s) { return obs_view(s, s.obs_out, kObsPartners, {agents(s) - 1, kObsPartnerDim}); }},
-        {"final_observation", K::Tensor, [](const SimState& s) { return obs_view(s, s.final_obs_out, 0, {s.obs_dim}); }},
+        {"final_observation", K::Tensor,
+         [](const SimState& s) { return obs_view(s, s.final_obs_out, 0, {s.obs_dim}); }},
         {"elapsed_steps", K::Tensor, [](const SimState& s) { return per_agent(s, s.elapsed_out, D::Int32); }},
         {"doors_opened", K::Tensor, [](const SimState& s) { return per_agent(s, s.doors_out, D::Int32); }},
         {"final_progress", K::Tensor, [](const SimState& s) { return per_agent(s, s.final_progress_out, D::Float32); }},
-        {"final_elapsed_steps", K::Tensor, [](const SimState& s) { return per_agent(s, s.final_elapsed_out, D::Int32); }},
+        {"final_elapsed_steps", K::Tensor,
+         [](const SimState& s) { return per_agent(s, s.final_elapsed_out, D::Int32); }},
         {"final_doors_opened", K::Tensor, [](const SimState& s) { return per_agent(s, s.final_doors_out, D::Int32); }},
         {"rgb", K::Image, [](const SimState& s) { return image(s, s.rgb_out, D::UInt8, 3); }},
         {"depth", K::Image, [](const SimState& s) { return image(s, s.depth_out, D::Float32, 1); }},
@@ -675,31 +723,485 @@ const std::vector<ArraySpec>& Manager::arrays()
         {"episode", K::State, [](const SimState& s) { return dense(s.episode, D::UInt32, {worlds(s)}); }},
         {"steps_left", K::State, [](const SimState& s) { return dense(s.steps_left, D::Int32, {worlds(s)}); }},
         {"status", K::State, [](const SimState& s) { return dense(s.status, D::UInt8, {worlds(s)}); }},
-        {"agent_pos", K::State, [](const SimState& s) { return dense(s.agent_pos, D::Float32, {worlds(s), agents(s), 2}); }},
-        {"agent_yaw", K::State, [](const SimState& s) { return dense(s.agent_yaw, D::Float32, {worlds(s), agents(s)}); }},
-        {"agent_max_y", K::State, [](const SimState& s) { return dense(s.agent_max_y, D::Float32, {worlds(s), agents(s)}); }},
-        {"agent_escaped", K::State, [](const SimState& s) { return dense(s.agent_escaped, D::UInt8, {worlds(s), agents(s)}); }},
-        {"cube_pos", K::State, [](const SimState& s) { return dense(s.cube_pos, D::Float32, {worlds(s), kMaxCubes, 2}); }},
+        {"last_reason", K::State, [](const SimState& s) { return dense(s.last_reason, D::Int32, {worlds(s)}); }},
+        {"level_index", K::State, [](const SimState& s) { return dense(s.level_index, D::Int32, {worlds(s)}); }},
+        {"agent_pos", K::State,
+         [](const SimState& s) { return dense(s.agent_pos, D::Float32, {worlds(s), agents(s), 2}); }},
+        {"agent_yaw", K::State,
+         [](const SimState& s) { return dense(s.agent_yaw, D::Float32, {worlds(s), agents(s)}); }},
+        {"agent_max_y", K::State,
+         [](const SimState& s) { return dense(s.agent_max_y, D::Float32, {worlds(s), agents(s)}); }},
+        {"agent_escaped", K::State,
+         [](const SimState& s) { return dense(s.agent_escaped, D::UInt8, {worlds(s), agents(s)}); }},
+        {"cube_pos", K::State,
+         [](const SimState& s) { return dense(s.cube_pos, D::Float32, {worlds(s), kMaxCubes, 2}); }},
         {"door_open", K::State, [](const SimState& s) { return dense(s.door_open, D::UInt8, {worlds(s), kMaxDoors}); }},
-        {"level_counts", K::State, [](const SimState& s) { return level_field(s, &s.level->num_statics, D::Int32, {6}); }},
-        {"level_statics", K::State, [](const SimState& s) { return level_field(s, s.level->statics, D::Float32, {kMaxStatics, 4}); }},
-        {"level_static_door", K::State, [](const SimState& s) { return level_field(s, s.level->static_door, D::Int8, {kMaxStatics}); }},
-        {"level_door_centre", K::State, [](const SimState& s) { return level_field(s, s.level->door_centre, D::Float32, {kMaxDoors, 2}); }},
-        {"level_door_group", K::State, [](const SimState& s) { return level_field(s, s.level->door_group, D::Int8, {kMaxDoors}); }},
-        {"level_momentary_groups", K::State, [](const SimState& s) { return level_field(s, &s.level->momentary_groups, D::UInt8, {}); }},
-        {"level_button_pos", K::State, [](const SimState& s) { return level_field(s, s.level->button_pos, D::Float32, {kMaxButtons, 2}); }},
-        {"level_button_group", K::State, [](const SimState& s) { return level_field(s, s.level->button_group, D::Int8, {kMaxButtons}); }},
-        {"level_cube_start", K::State, [](const SimState& s) { return level_field(s, s.level->cube_start, D::Float32, {kMaxCubes, 2}); }},
-        {"level_band_y", K::State, [](const SimState& s) { return level_field(s, s.level->band_y, D::Float32, {kMaxRooms + 1}); }},
-        {"level_band_door", K::State, [](const SimState& s) { return level_field(s, s.level->band_door, D::Int8, {kMaxRooms}); }},
+        {"level_counts", K::State,
+         [](const SimState& s) { return level_field(s, &s.level->num_statics, D::Int32, {6}); }},
+        {"level_statics", K::State,
+         [](const SimState& s) { return level_field(s, s.level->statics, D::Float32, {kMaxStatics, 4}); }},
+        {"level_static_door", K::State,
+         [](const SimState& s) { return level_field(s, s.level->static_door, D::Int8, {kMaxStatics}); }},
+        {"level_door_centre", K::State,
+         [](const SimState& s) { return level_field(s, s.level->door_centre, D::Float32, {kMaxDoors, 2}); }},
+        {"level_door_group", K::State,
+         [](const SimState& s) { return level_field(s, s.level->door_group, D::Int8, {kMaxDoors}); }},
+        {"level_momentary_groups", K::State,
+         [](const SimState& s) { return level_field(s, &s.level->momentary_groups, D::UInt8, {}); }},
+        {"level_button_pos", K::State,
+         [](const SimState& s) { return level_field(s, s.level->button_pos, D::Float32, {kMaxButtons, 2}); }},
+        {"level_button_group", K::State,
+         [](const SimState& s) { return level_field(s, s.level->button_group, D::Int8, {kMaxButtons}); }},
+        {"level_cube_start", K::State,
+         [](const SimState& s) { return level_field(s, s.level->cube_start, D::Float32, {kMaxCubes, 2}); }},
+        {"level_band_y", K::State,
+         [](const SimState& s) { return level_field(s, s.level->band_y, D::Float32, {kMaxRooms + 1}); }},
+        {"level_band_door", K::State,
+         [](const SimState& s) { return level_field(s, s.level->band_door, D::Int8, {kMaxRooms}); }},
         {"level_exit_y", K::State, [](const SimState& s) { return level_field(s, &s.level->exit_y, D::Float32, {}); }},
-        {"level_exit_target", K::State, [](const SimState& s) { return level_field(s, &s.level->exit_target, D::Float32, {2}); }},
-        {"level_norm_length", K::State, [](const SimState& s) { return level_field(s, &s.level->norm_length, D::Float32, {}); }},
-        {"level_exits", K::State, [](const SimState& s) { return level_field(s, s.level->exits, D::Float32, {kMaxExits, 4}); }},
-        {"level_spawn", K::State, [](const SimState& s) { return level_field(s, s.level->spawn, D::Float32, {kMaxAgents, 2}); }},
+        {"level_exit_target", K::State,
+         [](const SimState& s) { return level_field(s, &s.level->exit_target, D::Float32, {2}); }},
+        {"level_norm_length", K::State,
+         [](const SimState& s) { return level_field(s, &s.level->norm_length, D::Float32, {}); }},
+        {"level_exits", K::State,
+         [](const SimState& s) { return level_field(s, s.level->exits, D::Float32, {kMaxExits, 4}); }},
+        {"level_spawn", K::State,
+         [](const SimState& s) { return level_field(s, s.level->spawn, D::Float32, {kMaxAgents, 2}); }},
         {"level_origin", K::State, [](const SimState& s) { return level_field(s, &s.level->min_x, D::Float32, {2}); }},
     };
     return table;
+}
+
+// -- state records (SimManager.get_state / set_state) -------------------------------------------
+
+namespace {
+
+// What a state record holds besides the configuration, in order: catalogue arrays, each world's
+// slice of them. Everything that decides the future (the random streams are keyed by seed and
+// episode, so they are in here), and what the outputs showed that the state does not determine
+// (the last rewards and termination reason, the SAME_STEP final_* values).
+const char* const kStateArrays[] = {"seed",
+                                    "episode",
+                                    "steps_left",
+                                    "status",
+                                    "last_reason",
+                                    "level_index",
+                                    "door_open",
+                                    "cube_pos",
+                                    "agent_pos",
+                                    "agent_yaw",
+                                    "agent_max_y",
+                                    "agent_escaped",
+                                    "reward",
+                                    "termination_reason",
+                                    "final_observation",
+                                    "final_progress",
+                                    "final_elapsed_steps",
+                                    "final_doors_opened"};
+
+// A world's slice of an array: the bytes of element [w] of a C-contiguous [W, ...] view.
+size_t world_bytes(const TensorDesc& d)
+{
+    size_t n = dtype_size(d.dtype);
+    for (size_t i = 1; i < d.shape.size(); ++i) n *= (size_t)d.shape[i];
+    return n;
+}
+
+uint64_t levels_digest(const std::vector<LevelSource>& levels)
+{
+    Fnv1a f;
+    for (const LevelSource& lv : levels) {
+        for (char c : lv.ascii) f.bytes((uint8_t)c, 1);
+        f.bytes(0, 1);
+        for (int32_t g : lv.momentary) f.bytes((uint32_t)g, 4);
+        f.f32(lv.cell_size);
+    }
+    return levels.empty() ? 0 : f.h;
+}
+
+}  // namespace
+
+// The record: a header naming the configuration it belongs to, then the state arrays' slices,
+// each field at its natural alignment.
+std::vector<StateField> Manager::state_layout() const
+{
+    std::vector<StateField> fields;
+    size_t offset = 0;
+    auto add = [&](const std::string& name, DType dtype, std::vector<int64_t> shape) {
+        size_t bytes = dtype_size(dtype);
+        for (int64_t n : shape) bytes *= (size_t)n;
+        offset = (offset + dtype_size(dtype) - 1) / dtype_size(dtype) * dtype_size(dtype);
+        fields.push_back({name, dtype, std::move(shape), offset, bytes});
+        offset += bytes;
+    };
+    add("state_version", DType::UInt32, {});
+    add("rules_version", DType::UInt32, {});
+    add("num_agents", DType::Int32, {});
+    add("episode_len", DType::Int32, {});
+    add("autoreset_mode", DType::Int32, {});
+    add("render_size", DType::Int32, {2});
+    add("rooms", DType::Int32, {kMaxGeneratedRooms});
+    add("reward_config", DType::Float32, {5});
+    add("levels_digest", DType::UInt64, {});
+    for (const char* name : kStateArrays) {
+        const TensorDesc d = array(name);
+        add(name, d.dtype, std::vector<int64_t>(d.shape.begin() + 1, d.shape.end()));
+    }
+    return fields;
+}
+
+size_t Manager::state_record_bytes() const
+{
+    const std::vector<StateField> fields = state_layout();
+    size_t end = fields.back().offset + fields.back().bytes;
+    return (end + 7) / 8 * 8;
+}
+
+// The configuration header of this manager's records.
+std::vector<uint8_t> Manager::state_header() const
+{
+    const std::vector<StateField> fields = state_layout();
+    const StateField& last = fields[kStateHeaderFields - 1];
+    std::vector<uint8_t> header(last.offset + last.bytes, 0);
+    auto put = [&](size_t field, const void* value) {
+        std::memcpy(header.data() + fields[field].offset, value, fields[field].bytes);
+    };
+    const uint32_t version = kStateVersion, rules = kRulesVersion;
+    const int32_t agents = cfg_.num_agents, len = cfg_.episode_len, mode = cfg_.autoreset_mode;
+    const int32_t size[2] = {cfg_.enable_batch_renderer ? cfg_.render_height : 0,
+                             cfg_.enable_batch_renderer ? cfg_.render_width : 0};
+    int32_t rooms[kMaxGeneratedRooms] = {-1, -1, -1, -1};
+    if (cfg_.levels.empty())
+        for (size_t k = 0; k < cfg_.rooms->size(); ++k) rooms[k] = (*cfg_.rooms)[k];
+    const RewardConfig& r = cfg_.reward;
+    const float reward[5] = {r.progress_scale, r.slack_penalty, r.group_bonus, r.group_radius, r.escape_bonus};
+    const uint64_t levels = levels_digest(cfg_.levels);
+    const void* values[kStateHeaderFields] = {&version, &rules, &agents, &len, &mode, size, rooms, reward, &levels};
+    for (size_t f = 0; f < kStateHeaderFields; ++f) put(f, values[f]);
+    return header;
+}
+
+void Manager::pressed_buttons(uint16_t* out)
+{
+    const Claim claim(*this);
+    check_open();
+    static_assert(kMaxButtons <= 16, "a uint16_t mask per world");
+    const SimState& s = backend_->state();
+    const size_t W = (size_t)cfg_.num_worlds, A = (size_t)cfg_.num_agents;
+    std::vector<Vec2> agents, cubes;
+    std::vector<LevelData> levels;
+    const Vec2* agent_pos = s.agent_pos;
+    const Vec2* cube_pos = s.cube_pos;
+    const LevelData* level = s.level;
+    if (!backend_->host_memory()) {
+        agents.resize(W * A), cubes.resize(W * kMaxCubes), levels.resize(W);
+        backend_->to_host(agents.data(), s.agent_pos, agents.size() * sizeof(Vec2));
+        backend_->to_host(cubes.data(), s.cube_pos, cubes.size() * sizeof(Vec2));
+        backend_->to_host(levels.data(), s.level, levels.size() * sizeof(LevelData));
+        agent_pos = agents.data(), cube_pos = cubes.data(), level = levels.data();
+    }
+    for (size_t w = 0; w < W; ++w) {
+        const LevelData& lv = level[w];
+        uint16_t mask = 0;
+        for (int32_t k = 0; k < lv.num_buttons; ++k)
+            if (button_pressed(lv.button_pos[k], agent_pos + w * A, (int32_t)A, cube_pos + w * kMaxCubes, lv.num_cubes))
+                mask |= (uint16_t)(1u << k);
+        out[w] = mask;
+    }
+}
+
+void Manager::check_worlds(const int32_t* worlds, size_t n) const
+{
+    for (size_t i = 0; i < n; ++i)
+        if (worlds[i] < 0 || worlds[i] >= cfg_.num_worlds)
+            invalid("worlds[" + std::to_string(i) + "] is " + std::to_string(worlds[i]) +
+                    ", not a world of this manager (0 to " + std::to_string(cfg_.num_worlds - 1) + ")");
+}
+
+// Where each state field of a record lives in memory: its array's base (host memory, or a host
+// copy of a device array) and the bytes of one world's slice.
+struct Manager::StateArrays {
+    std::vector<StateField> fields;
+    std::vector<uint8_t*> base;
+    std::vector<size_t> slice;
+    std::vector<std::vector<uint8_t>> staging;  // device backends: host copies of the arrays
+};
+
+// What a record's field may hold: floats finite, counters and flags within [lo, hi]; seed,
+// episode and level_index are not checked here (any seed and episode; set_state checks the level).
+struct ValueRule {
+    const StateField* field;
+    size_t offset, count;  // where the field's values lie in a record, and how many
+    int32_t lo, hi;        // the range of an integer field (a float field must be finite)
+};
+
+static std::vector<ValueRule> value_rules(const std::vector<StateField>& fields, int32_t episode_len)
+{
+    std::vector<ValueRule> rules;
+    for (size_t f = kStateHeaderFields; f < fields.size(); ++f) {
+        const std::string& n = fields[f].name;
+        int32_t lo = 0, hi = 0;
+        if (n == "seed" || n == "episode" || n == "level_index") continue;
+        if (n == "steps_left" || n == "final_elapsed_steps")
+            hi = episode_len;
+        else if (n == "status")
+            hi = kStatusFrozen;
+        else if (n == "last_reason" || n == "termination_reason")
+            lo = kRunning, hi = kEscaped;
+        else if (n == "door_open" || n == "agent_escaped")
+            hi = 1;
+        else if (n == "final_doors_opened")
+            hi = kMaxDoors;
+        rules.push_back({&fields[f], fields[f].offset, fields[f].bytes / dtype_size(fields[f].dtype), lo, hi});
+    }
+    return rules;
+}
+
+// Whether every value of `rec` is one its rule allows: branch-free loops (they vectorise), the
+// fast path of set_state's check; bad_state_value then says which value is not.
+static bool state_values_ok(const std::vector<ValueRule>& rules, const uint8_t* rec)
+{
+    bool ok = true;
+    for (const ValueRule& r : rules) {
+        const uint8_t* p = rec + r.offset;
+        uint32_t bad = 0;
+        switch (r.field->dtype) {
+        case DType::Float32:
+            for (size_t k = 0; k < r.count; ++k) {
+                uint32_t bits;
+                std::memcpy(&bits, p + 4 * k, 4);
+                bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);  // infinite or NaN
+            }
+            break;
+        case DType::Int32:
+            for (size_t k = 0; k < r.count; ++k) {
+                int32_t v;
+                std::memcpy(&v, p + 4 * k, 4);
+                bad |= (uint32_t)(v < r.lo) | (uint32_t)(v > r.hi);
+            }
+            break;
+        case DType::Int8:
+            for (size_t k = 0; k < r.count; ++k)
+                bad |= (uint32_t)((int8_t)p[k] < r.lo) | (uint32_t)((int8_t)p[k] > r.hi);
+            break;
+        case DType::UInt8:
+        case DType::Bool:
+            for (size_t k = 0; k < r.count; ++k)
+                bad |= (uint32_t)((int32_t)p[k] < r.lo) | (uint32_t)((int32_t)p[k] > r.hi);
+            break;
+        default: break;  // not range-checked
+        }
+        ok &= bad == 0;
+    }
+    return ok;
+}
+
+// The first value of `rec` a rule refuses, described ("" when every value is one a world can hold).
+static std::string bad_state_value(const std::vector<ValueRule>& rules, const uint8_t* rec)
+{
+    for (const ValueRule& r : rules) {
+        const StateField& f = *r.field;
+        const uint8_t* p = rec + r.offset;
+        for (size_t k = 0; k < r.count; ++k) {
+            int32_t v = 0;
+            switch (f.dtype) {
+            case DType::Float32: {
+                float x;
+                std::memcpy(&x, p + 4 * k, 4);
+                if (!std::isfinite(x)) return f.name + " holds " + std::to_string(x) + " (it must be finite)";
+                continue;
+            }
+            case DType::Int32: std::memcpy(&v, p + 4 * k, 4); break;
+            case DType::Int8: v = (int8_t)p[k]; break;
+            case DType::UInt8:
+            case DType::Bool: v = p[k]; break;
+            default: k = r.count; continue;  // not range-checked
+            }
+            if (v < r.lo || v > r.hi)
+                return f.name + " holds " + std::to_string(v) + " (expected " + std::to_string(r.lo) + ".." +
+                       std::to_string(r.hi) + ")";
+        }
+    }
+    return "";
+}
+
+Manager::StateArrays Manager::state_arrays(bool download)
+{
+    StateArrays a;
+    a.fields = state_layout();
+    for (size_t f = kStateHeaderFields; f < a.fields.size(); ++f) {
+        const TensorDesc d = array(a.fields[f].name);
+        const size_t slice = world_bytes(d);
+        uint8_t* base = static_cast<uint8_t*>(d.data);
+        if (!backend_->host_memory()) {
+            a.staging.emplace_back(slice * (size_t)cfg_.num_worlds);
+            if (download) backend_->to_host(a.staging.back().data(), d.data, a.staging.back().size());
+            base = a.staging.back().data();
+        }
+        a.base.push_back(base);
+        a.slice.push_back(slice);
+    }
+    return a;
+}
+
+void Manager::get_state(const int32_t* worlds, size_t n, uint8_t* out)
+{
+    const Claim claim(*this);
+    check_open();
+    check_worlds(worlds, n);
+    const StateArrays arrays = state_arrays(true);
+    const std::vector<uint8_t> header = state_header();
+    struct Job {
+        const StateArrays* a;
+        const std::vector<uint8_t>* header;
+        const int32_t* worlds;
+        uint8_t* out;
+        size_t record;
+    } job{&arrays, &header, worlds, out, state_record_bytes()};
+    backend_->parallel_for((int64_t)n,
+                           [](void* ctx, int64_t begin, int64_t end) {
+                               const Job& j = *static_cast<Job*>(ctx);
+                               for (int64_t i = begin; i < end; ++i) {
+                                   uint8_t* rec = j.out + (size_t)i * j.record;
+                                   std::memset(rec, 0, j.record);  // padding too: equal states are equal bytes
+                                   std::memcpy(rec, j.header->data(), j.header->size());
+                                   for (size_t f = 0; f < j.a->base.size(); ++f)
+                                       std::memcpy(rec + j.a->fields[kStateHeaderFields + f].offset,
+                                                   j.a->base[f] + (size_t)j.worlds[i] * j.a->slice[f], j.a->slice[f]);
+                               }
+                           },
+                           &job);
+}
+
+void Manager::set_state(const int32_t* worlds, size_t n, const uint8_t* in)
+{
+    const Claim claim(*this);
+    check_open();
+    if (recorder_)
+        throw Error("set_state() cannot run while recording: a recording cannot hold a jump; stop_recording() first");
+    if (replaying_)
+        throw Error("set_state() cannot run while replaying a file: the replay's checkpoints would no longer hold");
+    check_worlds(worlds, n);
+    const size_t W = (size_t)cfg_.num_worlds, record = state_record_bytes();
+    std::vector<uint8_t> mask(W, 0);
+    for (size_t i = 0; i < n; ++i) {
+        if (mask[(size_t)worlds[i]]) invalid("worlds lists world " + std::to_string(worlds[i]) + " twice");
+        mask[(size_t)worlds[i]] = 1;
+    }
+    StateArrays arrays = state_arrays(!backend_->host_memory());
+    const std::vector<StateField>& fields = arrays.fields;
+    const std::vector<uint8_t> header = state_header();
+    const std::vector<ValueRule> rules = value_rules(fields, cfg_.episode_len);
+    // Every record is of this configuration and plays a level of this manager, with values a
+    // world can hold: checked on the worker threads, then the first bad record named here.
+    const size_t level_field = kStateHeaderFields + 5, seed_field = kStateHeaderFields,
+                 episode_field = kStateHeaderFields + 1;
+    const auto problem = [&](const uint8_t* rec) -> std::string {
+        if (std::memcmp(rec, header.data(), header.size()) != 0)
+            for (size_t f = 0; f < kStateHeaderFields; ++f)
+                if (std::memcmp(rec + fields[f].offset, header.data() + fields[f].offset, fields[f].bytes) != 0)
+                    return std::string("belongs to another configuration: its ") + fields[f].name +
+                           " differs from this manager's (a state moves only between managers of the same rules, "
+                           "agents, episode length, reset mode, renderer size, rooms, reward and levels)";
+        int32_t level;
+        std::memcpy(&level, rec + fields[level_field].offset, 4);
+        if (cfg_.levels.empty() ? level != -1 : (level < 0 || level >= (int32_t)cfg_.levels.size()))
+            return ": level_index " + std::to_string(level) + " is not a level of this manager";
+        if (state_values_ok(rules, rec)) return "";
+        return ": " + bad_state_value(rules, rec) + ": not a state a world can be in";
+    };
+    struct Check {
+        const decltype(problem)* describe;
+        const uint8_t* in;
+        size_t record;
+        uint8_t* bad;
+    };
+    std::vector<uint8_t> bad(n, 0);
+    Check check{&problem, in, record, bad.data()};
+    backend_->parallel_for((int64_t)n,
+                           [](void* ctx, int64_t begin, int64_t end) {
+                               const Check& c = *static_cast<const Check*>(ctx);
+                               for (int64_t i = begin; i < end; ++i)
+                                   c.bad[i] = !(*c.describe)(c.in + (size_t)i * c.record).empty();
+                           },
+                           &check);
+    for (size_t i = 0; i < n; ++i)
+        if (bad[i]) {
+            const std::string why = problem(in + i * record);
+            invalid("states[" + std::to_string(i) + "]" + (why[0] == ':' ? "" : " ") + why);
+        }
+    struct Job {
+        StateArrays* a;
+        const int32_t* worlds;
+        const uint8_t* in;
+        size_t record;
+        uint8_t* mask;
+        size_t seed_field, episode_field, level_field;
+    } job{&arrays, worlds, in, record, mask.data(), seed_field, episode_field, level_field};
+    backend_->parallel_for((int64_t)n,
+                           [](void* ctx, int64_t begin, int64_t end) {
+                               Job& j = *static_cast<Job*>(ctx);
+                               const std::vector<StateField>& fields = j.a->fields;
+                               for (int64_t i = begin; i < end; ++i) {
+                                   const size_t w = (size_t)j.worlds[i];
+                                   const uint8_t* rec = j.in + (size_t)i * j.record;
+                                   // The level is a function of (seed, episode) or of level_index: a world that already
+                                   // plays the record's keeps its level (a planner restoring the same episode again).
+                                   bool same_level = true;
+                                   for (size_t f : {j.seed_field, j.episode_field, j.level_field}) {
+                                       const size_t k = f - kStateHeaderFields;
+                                       same_level =
+                                           same_level && std::memcmp(j.a->base[k] + w * j.a->slice[k],
+                                                                     rec + fields[f].offset, j.a->slice[k]) == 0;
+                                   }
+                                   j.mask[w] = same_level ? 2 : 1;
+                                   for (size_t k = 0; k < j.a->base.size(); ++k)
+                                       std::memcpy(j.a->base[k] + w * j.a->slice[k],
+                                                   rec + fields[kStateHeaderFields + k].offset, j.a->slice[k]);
+                               }
+                           },
+                           &job);
+    if (!backend_->host_memory())
+        for (size_t k = 0; k < arrays.base.size(); ++k)
+            backend_->from_host(array(fields[kStateHeaderFields + k].name).data, arrays.staging[k].data(),
+                                arrays.staging[k].size());
+    backend_->restore_worlds(mask.data());
+}
+
+int64_t Manager::rollout(const RolloutIO& io, const Poll& poll)
+{
+    const Claim claim(*this);
+    check_open();
+    if (!backend_->host_memory()) throw Error("rollout runs on a CPU manager");
+    if (recorder_ || trajectory_ || replaying_)
+        throw Error("rollout() cannot run while recording, logging or replaying");
+    const size_t B = (size_t)cfg_.num_worlds, A = (size_t)cfg_.num_agents, D = (size_t)obs_dim();
+    const size_t T = (size_t)io.steps, record = state_record_bytes();
+    std::vector<int32_t> all(B);
+    for (size_t b = 0; b < B; ++b) all[b] = (int32_t)b;
+    set_state(all.data(), B, io.states);
+    const SimState& s = backend_->state();
+    auto last_poll = std::chrono::steady_clock::now();
+    size_t t = 0;
+    for (; t < T; ++t) {
+        StepRequest req;
+        req.actions = io.actions + t * B * A * kActionDims;
+        req.obs_copy = io.observation ? io.observation + t * B * A * D : nullptr;
+        step_once(req);
+        std::memcpy(io.reward + t * B * A, s.reward_out, B * A * sizeof(float));
+        for (size_t i = 0; i < B * A; ++i) io.done[t * B * A + i] = s.done_out[i] != 0;
+        if (io.every_state) get_state(all.data(), B, io.states_out + t * B * record);
+        const auto now = std::chrono::steady_clock::now();
+        if (poll && t + 1 < T && now - last_poll >= std::chrono::milliseconds(10)) {
+            last_poll = now;
+            if (!poll()) {
+                ++t;
+                break;
+            }
+        }
+    }
+    if (!io.every_state) get_state(all.data(), B, io.states_out);
+    return (int64_t)t;
 }
 
 TensorDesc Manager::array(const std::string& name) const

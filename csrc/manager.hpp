@@ -29,7 +29,7 @@ struct Config {
     int32_t autoreset_mode = kSameStep;
     int32_t num_threads = 1;
     std::optional<std::vector<int32_t>> rooms;  // RoomType per room; none: the default sequence for num_agents
-    std::vector<LevelSource> levels;  // custom levels, round-robin over worlds; empty: generated
+    std::vector<LevelSource> levels;            // custom levels, round-robin over worlds; empty: generated
     int32_t episode_len = kDefaultEpisodeLen;
     RewardConfig reward;
     bool enable_batch_renderer = false;
@@ -47,6 +47,19 @@ struct TensorDesc {
     std::vector<int64_t> shape;
     std::vector<int64_t> strides;
 };
+
+// One field of a state record (SimManager.get_state): its name, dtype, shape and byte offset.
+struct StateField {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+    size_t offset;
+    size_t bytes;
+};
+// The records' layout version: a record of another version is refused by its header.
+constexpr uint32_t kStateVersion = 1;
+constexpr size_t kStateHeaderFields = 9;   // state_version ... levels_digest
+constexpr int32_t kMaxGeneratedRooms = 4;  // a generated level has 1 to 4 rooms
 
 enum class ArrayKind : int32_t {
     Tensor = 0,  // SPEC §3's tensors: inputs and outputs
@@ -151,8 +164,10 @@ public:
     // Each world's output chain (sim/hash.hpp) while the recording or the replay keeps them,
     // else the digest of its current outputs.
     void output_digests(OutputChain chain, uint64_t* out);
-    // A replay keeps output chains from its first record on, as its recording did.
+    // A replay keeps output chains from its first record on, as its recording did; seeking, it
+    // jumps to a checkpoint's state (set_state_for_replay) and takes up the chains it had there.
     void chain_outputs_for_replay(bool on);
+    void set_replay_state(const uint8_t* records, const uint64_t* chains);
 
     // Byte copies between an exported array (a tensor or state view's data) and the host.
     void to_host(void* dst, const void* src, size_t bytes);
@@ -165,12 +180,48 @@ public:
     TensorDesc array(const std::string& name) const;
     std::shared_ptr<Storage> storage() const;
 
+    // State records (SimManager.get_state / set_state): one fixed-size record per world, a
+    // header naming the configuration, then everything that decides the world's future and what
+    // its outputs showed. set_state writes records into worlds and shows them at once (levels,
+    // outputs, images); a record of another configuration throws std::invalid_argument naming
+    // the field, as does a world index out of range.
+    std::vector<StateField> state_layout() const;
+    // Each world's pressed buttons as a bit mask (bit k: button k), by the rule of SPEC §2.4.
+    void pressed_buttons(uint16_t* out);
+    size_t state_record_bytes() const;
+    void get_state(const int32_t* worlds, size_t n, uint8_t* out);
+    void set_state(const int32_t* worlds, size_t n, const uint8_t* in);
+
+    // A rollout (escape_room_env.rollout, after MuJoCo's): every world starts from a state
+    // record and steps `steps` times with its own actions; the outputs of every step go to the
+    // caller's arrays, step-major so that each step's slice is contiguous (the caller transposes
+    // views). On a host backend, num_worlds = B; states [B, record]; actions int32
+    // [steps, B, A, 3] (valid: the caller checked them); observation (optional) float
+    // [steps, B, A, D]; reward float [steps, B, A]; done bool [steps, B, A]; states_out
+    // [B, record] after the last step, or [steps, B, record] after every step. `poll` as in
+    // step(); returns the steps done.
+    struct RolloutIO {
+        const uint8_t* states;
+        const int32_t* actions;
+        int64_t steps;
+        float* observation;
+        float* reward;
+        uint8_t* done;
+        uint8_t* states_out;
+        bool every_state;
+    };
+    int64_t rollout(const RolloutIO& io, const Poll& poll = nullptr);
+
     // Frees the simulation (tensors already exported keep their memory); further use throws
     // Error. Finishes a recording in progress.
     void close();
 
 private:
     void check_open() const;
+    std::vector<uint8_t> state_header() const;
+    struct StateArrays;
+    StateArrays state_arrays(bool download);
+    void check_worlds(const int32_t* worlds, size_t n) const;
     void close_files();
     void step_once(StepRequest req);
     void take_inputs(StepRequest& req);
@@ -188,7 +239,7 @@ private:
     int64_t failed_recording_steps_ = -1;  // steps kept by a recording a write error ended; -1: none
     float observation_radius_ = 0.0f;
     std::vector<std::string> level_warnings_;
-    std::vector<uint64_t> hashes_, digests_;  // scratch for HASH records
+    std::vector<uint64_t> hashes_, digests_;            // scratch for HASH records
     std::vector<int32_t> input_reset_, input_actions_;  // a recorded or logged step's inputs, on the host
     std::atomic<uint64_t> step_count_{0};
     bool replaying_ = false;  // output chains kept for a replay

@@ -60,7 +60,10 @@ void put_at(uint8_t* out, T value)
     for (size_t i = 0; i < sizeof(T); ++i) out[i] = (uint8_t)((uint64_t)value >> (8 * i));
 }
 
-uint32_t get_u32(const uint8_t* in) { return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24; }
+uint32_t get_u32(const uint8_t* in)
+{
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
 
 std::string error_text(int err) { return std::strerror(err); }
 

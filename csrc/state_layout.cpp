@@ -23,6 +23,7 @@ void for_each_array(SimState& s, F&& f)
     f(s.cube_pos, W * kMaxCubes);
     f(s.level, W);
     f(s.fixed_levels, (size_t)s.num_fixed_levels);
+    f(s.level_index, W);
     f(s.agent_pos, WA);
     f(s.agent_yaw, WA);
     f(s.agent_max_y, WA);

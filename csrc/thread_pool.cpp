@@ -114,8 +114,10 @@ void ThreadPool::run(int32_t num_chunks, Job job, void* ctx)
     for (int32_t c = workers + 1; c < num_chunks; ++c) job(ctx, c);  // chunks without a worker
     uint32_t spins = 0;
     while (pending_.load(std::memory_order_acquire) != 0) {
-        if (++spins < 4096) cpu_relax();
-        else std::this_thread::yield();
+        if (++spins < 4096)
+            cpu_relax();
+        else
+            std::this_thread::yield();
     }
 }
 

@@ -41,11 +41,11 @@ private:
 
     const int32_t num_threads_;
     std::vector<std::thread> workers_;
-    bool respawn_ = false;            // set in a fork child: workers_ must be started anew
+    bool respawn_ = false;  // set in a fork child: workers_ must be started anew
     std::mutex mutex_;
     std::condition_variable wake_;
-    int32_t sleepers_ = 0;            // guarded by mutex_
-    bool stop_ = false;               // guarded by mutex_
+    int32_t sleepers_ = 0;  // guarded by mutex_
+    bool stop_ = false;     // guarded by mutex_
     std::atomic<uint64_t> generation_{0};
     std::atomic<int32_t> pending_{0};
     std::atomic<bool> stopping_{false};

@@ -34,7 +34,7 @@ constexpr float kRoomLength = 40.0f / 3.0f;  // metres along +y, whatever the ro
 constexpr float kArenaHalfWidth = 10.0f;     // play area x in [-10, 10]
 constexpr float kWallThickness = 1.0f;
 constexpr float kDoorWidth = 20.0f / 3.0f;
-constexpr float kExitDepth = 6.0f;  // exit zone depth before the front wall
+constexpr float kExitDepth = 6.0f;   // exit zone depth before the front wall
 constexpr float kExitMargin = 1.5f;  // escaped when y >= L + 1.5
 
 // Actions (SPEC §2.2).
@@ -48,12 +48,12 @@ constexpr float kMaxMovePerStep = 1.0f;  // metres, move_amount FAST
 constexpr int32_t kLidarRays = 30;
 constexpr float kLidarRange = 40.0f;  // metres
 constexpr int32_t kEntitySlots = 6;
-constexpr int32_t kObsSelf = 0;        // [0:5]
-constexpr int32_t kObsSteps = 5;       // [5]
-constexpr int32_t kObsDoor = 6;        // [6:9]
-constexpr int32_t kObsEntities = 9;    // [9:27]
-constexpr int32_t kObsLidar = 27;      // [27:87]
-constexpr int32_t kObsPartners = 87;   // [87:]
+constexpr int32_t kObsSelf = 0;       // [0:5]
+constexpr int32_t kObsSteps = 5;      // [5]
+constexpr int32_t kObsDoor = 6;       // [6:9]
+constexpr int32_t kObsEntities = 9;   // [9:27]
+constexpr int32_t kObsLidar = 27;     // [27:87]
+constexpr int32_t kObsPartners = 87;  // [87:]
 constexpr int32_t kObsPartnerDim = 3;
 constexpr int32_t kEntityTypeCount = 6;  // types are reported as type / 6
 
@@ -64,7 +64,14 @@ static_assert(kObsEntities + 3 * kEntitySlots == kObsLidar, "6 entity slots of 3
 static_assert(kObsLidar + 2 * kLidarRays == kObsPartners, "30 lidar rays of 2 floats");
 static_assert(obs_dim(1) == 87 && obs_dim(4) == 96, "D = 87 + 3 (A - 1)");
 
-enum EntityType : int32_t { kTypeNone = 0, kTypeButton = 1, kTypeCube = 2, kTypeWall = 3, kTypeAgent = 4, kTypeDoor = 5 };
+enum EntityType : int32_t {
+    kTypeNone = 0,
+    kTypeButton = 1,
+    kTypeCube = 2,
+    kTypeWall = 3,
+    kTypeAgent = 4,
+    kTypeDoor = 5
+};
 
 enum RoomType : int32_t { kRoomButton = 0, kRoomDoubleButton = 1, kRoomCubeBlocking = 2, kRoomCubeButton = 3 };
 constexpr int32_t kNumRoomTypes = 4;

@@ -5,6 +5,8 @@
 // exported output, which the configuration (rewards, level geometry) shapes too.
 #pragma once
 
+#include <cstddef>
+
 #include "rng.hpp"
 #include "state.hpp"
 
@@ -41,17 +43,17 @@ ER_HD inline uint64_t world_hash(const SimState& s, int32_t w)
     f.bytes((uint32_t)s.steps_left[w], 4);
     f.bytes(s.status[w], 1);
     for (int32_t a = 0; a < A; ++a) {
-        const int32_t i = w * A + a;
+        const size_t i = (size_t)w * A + a;
         f.f32(s.agent_pos[i].x);
         f.f32(s.agent_pos[i].y);
         f.f32(s.agent_yaw[i]);
         f.f32(s.agent_max_y[i]);
         f.bytes(s.agent_escaped[i], 1);
     }
-    for (int32_t d = 0; d < lv.num_doors; ++d) f.bytes(s.door_open[w * kMaxDoors + d], 1);
+    for (int32_t d = 0; d < lv.num_doors; ++d) f.bytes(s.door_open[(size_t)w * kMaxDoors + d], 1);
     for (int32_t c = 0; c < lv.num_cubes; ++c) {
-        f.f32(s.cube_pos[w * kMaxCubes + c].x);
-        f.f32(s.cube_pos[w * kMaxCubes + c].y);
+        f.f32(s.cube_pos[(size_t)w * kMaxCubes + c].x);
+        f.f32(s.cube_pos[(size_t)w * kMaxCubes + c].y);
     }
     return f.h;
 }

@@ -8,12 +8,35 @@
 // constants. sqrtf and IEEE division are correctly rounded on both sides.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #if defined(__CUDACC__)
 #define ER_HD __host__ __device__
 #else
 #define ER_HD
+#endif
+
+// A small branch-free lane loop that GCC vectorises when it compiles the function on its own
+// but not always once inlined into a large caller: kept out of line on the host (a call costs
+// less than the scalar loop); inlined on the device, where lanes are scalar anyway.
+#if defined(__CUDA_ARCH__) || !defined(__GNUC__)
+#define ER_LANES
+#else
+#define ER_LANES __attribute__((noinline))
+#endif
+
+// Out of line on the device: code a step kernel would otherwise inline several times (the
+// observation) or seldom runs (resets, the SAME_STEP tail). A GPU thread pays registers and
+// instruction cache for inlined code whether it runs it or not. Inlined on the host.
+#if defined(__CUDA_ARCH__)
+#define ER_OUTLINE __noinline__
+#else
+#define ER_OUTLINE
+#endif
+
+#if !defined(__CUDA_ARCH__) && defined(__AVX2__)
+#include <immintrin.h>
 #endif
 
 namespace er {
@@ -68,6 +91,28 @@ ER_HD inline float sqrt_f(float v)
 #endif
 }
 
+// Bit k set for each lane k (< n, a multiple of 8 up to 32) whose flag is non-zero: what a lane
+// loop's results are turned into for a loop over the set bits. (Compilers reduce a mask built
+// lane by lane in a long chain of shuffles; one vector test does it on the CPU.)
+template <int32_t n>
+ER_HD inline uint32_t lane_bits(const int32_t* flags)
+{
+    static_assert(n % 8 == 0 && n <= 32, "whole 8-lane vectors");
+#if !defined(__CUDA_ARCH__) && defined(__AVX2__)
+    uint32_t bits = 0;
+    for (int32_t k = 0; k < n; k += 8) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(flags + k));
+        const __m256i set = _mm256_xor_si256(_mm256_cmpeq_epi32(v, _mm256_setzero_si256()), _mm256_set1_epi32(-1));
+        bits |= (uint32_t)_mm256_movemask_ps(_mm256_castsi256_ps(set)) << k;
+    }
+    return bits;
+#else
+    uint32_t bits = 0;
+    for (int32_t k = 0; k < n; ++k) bits |= (uint32_t)(flags[k] != 0) << k;
+    return bits;
+#endif
+}
+
 // Round half away from zero, without libm.
 ER_HD inline int32_t round_to_int(float v) { return v >= 0.0f ? (int32_t)(v + 0.5f) : -(int32_t)(0.5f - v); }
 
@@ -86,31 +131,30 @@ ER_HD inline SinCos sincos_f(float x)
     const float r2 = r * r;
     const float s = r + r * r2 * (kSin1 + r2 * (kSin2 + r2 * kSin3));
     const float c = 1.0f - 0.5f * r2 + r2 * r2 * (kCos1 + r2 * (kCos2 + r2 * kCos3));
-    switch (k & 3) {
-    case 0: return {s, c};
-    case 1: return {c, -s};
-    case 2: return {-s, -c};
-    default: return {-c, s};
-    }
+    // The quadrant k mod 4 picks (s, c), (c, -s), (-s, -c) or (-c, s): selects, not branches (the
+    // quadrant of a yaw is anyone's guess, and a mispredicted branch costs more than the selects).
+    const bool odd = (k & 1) != 0, neg_sin = (k & 2) != 0, neg_cos = ((k + 1) & 2) != 0;
+    const float sv = odd ? c : s, cv = odd ? s : c;
+    return {neg_sin ? -sv : sv, neg_cos ? -cv : cv};
 }
 
 // atan2(y, x) in [-pi, pi]; atan2(0, 0) = 0.
 ER_HD inline float atan2_f(float y, float x)
 {
+    // Both reductions are computed and one selected, as are the octant corrections: the same
+    // operations on the path taken, without branches on the direction's octant.
     const float ax = abs_f(x), ay = abs_f(y);
-    if (ax == 0.0f && ay == 0.0f) return 0.0f;
     const bool swap = ay > ax;
-    float z = swap ? ax / ay : ay / ax;  // in [0, 1]
-    float base = 0.0f;
-    if (z > kTanPiOver8) {
-        z = (z - 1.0f) / (z + 1.0f);
-        base = kQuarterPi;
-    }
+    const float z0 = (swap ? ax : ay) / (swap ? ay : ax);  // in [0, 1] (NaN for (0, 0), not used)
+    const bool reduce = z0 > kTanPiOver8;
+    const float z = reduce ? (z0 - 1.0f) / (z0 + 1.0f) : z0;
+    const float base = reduce ? kQuarterPi : 0.0f;
     const float z2 = z * z;
     float a = base + (z + z * z2 * (((kAtan1 * z2 + kAtan2) * z2 + kAtan3) * z2 + kAtan4));
-    if (swap) a = kHalfPi - a;
-    if (x < 0.0f) a = kPi - a;
-    return y < 0.0f ? -a : a;
+    a = swap ? kHalfPi - a : a;
+    a = x < 0.0f ? kPi - a : a;
+    a = y < 0.0f ? -a : a;
+    return ax == 0.0f && ay == 0.0f ? 0.0f : a;
 }
 
 // Wraps an angle into (-pi, pi] (our yaw changes by at most pi/8 a step, so one turn suffices).

@@ -70,10 +70,10 @@ ER_HD inline void write_room_entities(float* out, const AgentFrame& f, const Lev
 }
 
 // Writes agent `a`'s observation of world state (agents, cubes, doors as given).
-ER_HD inline void write_observation(float* out, const SimState& s, const LidarTable& table, const LevelData& lv,
-                                    const uint8_t* door_open, const Vec2* agents, const float* yaw,
-                                    const float* max_y, const uint8_t* escaped, const Vec2* cubes, int32_t steps_left,
-                                    int32_t a)
+ER_HD ER_OUTLINE inline void write_observation(float* out, const SimState& s, const LidarTable& table,
+                                               const LevelData& lv, const uint8_t* door_open, const Vec2* agents,
+                                               const float* yaw, const float* max_y, const uint8_t* escaped,
+                                               const Vec2* cubes, int32_t steps_left, int32_t a)
 {
     const int32_t A = s.num_agents;
     const SinCos sc = sincos_f(yaw[a]);

@@ -3,14 +3,16 @@
 // CUDA backends write the same bits.
 #pragma once
 
+#include <cstddef>
+
 #include "doors.hpp"
 #include "lidar.hpp"
 #include "reward.hpp"
 
 namespace er {
 
-constexpr float kEyeHeight = 1.5f;     // metres
-constexpr float kWallHeight = 2.5f;    // walls and doors
+constexpr float kEyeHeight = 1.5f;   // metres
+constexpr float kWallHeight = 2.5f;  // walls and doors
 constexpr float kCubeHeight = 3.0f;
 constexpr float kAgentHeight = 2.0f;
 constexpr float kRenderRange = 40.0f;  // depth is clamped here
@@ -29,7 +31,7 @@ constexpr Rgb kWallColour = {150.0f, 150.0f, 158.0f};
 constexpr Rgb kDoorColour = {196.0f, 52.0f, 52.0f};
 constexpr Rgb kCubeColour = {140.0f, 92.0f, 52.0f};
 constexpr Rgb kAgentColour = {52.0f, 100.0f, 220.0f};
-constexpr float kSideShade = 0.85f;    // faces facing +-x, so that corners read
+constexpr float kSideShade = 0.85f;     // faces facing +-x, so that corners read
 constexpr float kDistanceShade = 0.6f;  // colour lost at the range limit
 
 // Upright bodies fall into three heights; of each, only the nearest hit of a column can show.
@@ -197,16 +199,16 @@ ER_HD inline void begin_frame(Frame& f, const SimState& s, int32_t w, int32_t a)
 {
     const int32_t A = s.num_agents;
     const LevelData& lv = s.level[w];
-    const Vec2* agents = s.agent_pos + w * A;
-    const Vec2* cubes = s.cube_pos + w * kMaxCubes;
+    const Vec2* agents = s.agent_pos + (size_t)w * A;
+    const Vec2* cubes = s.cube_pos + (size_t)w * kMaxCubes;
     // Bit k: button k is pressed now (something stands on it), and shows brighter.
     uint32_t pressed = 0;
     for (int32_t k = 0; k < lv.num_buttons; ++k)
         if (button_pressed(lv.button_pos[k], agents, A, cubes, lv.num_cubes)) pressed |= 1u << k;
-    const SinCos sc = sincos_f(s.agent_yaw[w * A + a]);
+    const SinCos sc = sincos_f(s.agent_yaw[(size_t)w * A + a]);
     f.forward = {-sc.sin, sc.cos};
     f.right = {sc.cos, sc.sin};
-    gather_view(f.view, lv, s.door_open + w * kMaxDoors, agents, A, a, cubes, pressed, f.forward, f.right);
+    gather_view(f.view, lv, s.door_open + (size_t)w * kMaxDoors, agents, A, a, cubes, pressed, f.forward, f.right);
 }
 
 // Column `col` of a W x H frame into rgb [H][W][3] and depth [H][W].
@@ -284,7 +286,8 @@ ER_HD inline void render_agent(const SimState& s, int32_t w, int32_t a, uint8_t*
 {
     Frame f;
     begin_frame(f, s, w, a);
-    for (int32_t col = 0; col < s.render_width; ++col) render_column(f, col, s.render_width, s.render_height, rgb, depth);
+    for (int32_t col = 0; col < s.render_width; ++col)
+        render_column(f, col, s.render_width, s.render_height, rgb, depth);
 }
 
 // Every agent of world w.

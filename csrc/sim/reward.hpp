@@ -5,7 +5,10 @@
 
 namespace er {
 
-ER_HD inline bool inside(const Box& b, Vec2 p) { return p.x >= b.min_x && p.x <= b.max_x && p.y >= b.min_y && p.y <= b.max_y; }
+ER_HD inline bool inside(const Box& b, Vec2 p)
+{
+    return p.x >= b.min_x && p.x <= b.max_x && p.y >= b.min_y && p.y <= b.max_y;
+}
 
 ER_HD inline bool in_exit(const LevelData& lv, Vec2 p)
 {

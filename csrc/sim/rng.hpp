@@ -27,8 +27,7 @@ struct EpisodeRng {
 
     ER_HD EpisodeRng(uint64_t seed, uint32_t episode)
         : key(splitmix64_mix(splitmix64_mix(seed) ^ (uint64_t)episode)), index(0)
-    {
-    }
+    {}
 
     // f = (draw >> 40) * 2^-24, a float32 in [0, 1) with 24 random bits.
     ER_HD float unit() { return (float)(splitmix64_mix(key ^ (uint64_t)index++) >> 40) * (1.0f / 16777216.0f); }

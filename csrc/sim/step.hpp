@@ -1,6 +1,8 @@
 // One world's step and reset, composed from the rules. Both backends call exactly these.
 #pragma once
 
+#include <cstddef>
+
 #include "doors.hpp"
 #include "hash.hpp"
 #include "level_gen.hpp"
@@ -25,19 +27,37 @@ ER_HD inline Vec2 move_direction(int32_t angle)  // (cos, sin) of the angle
     return {kCos[angle], kSin[angle]};
 }
 
-// Writes every exported output of world w from its state: rewards as given, done and reason
-// describing the episode that just ended (reason -1: running).
-ER_HD inline void write_outputs(const SimState& s, const LidarTable& table, int32_t w, const float* rewards,
-                                int32_t reason)
+// The observations of world w's agents, from its state.
+ER_HD inline void write_observations(float* obs, const SimState& s, const LidarTable& table, int32_t w)
 {
     const int32_t A = s.num_agents;
-    const LevelData& lv = s.level[w];
-    const int32_t base = w * A;
-    const int32_t done = reason != kRunning;
+    const size_t base = (size_t)w * A;
+    for (int32_t a = 0; a < A; ++a)
+        write_observation(obs + (size_t)(base + a) * s.obs_dim, s, table, s.level[w],
+                          s.door_open + (size_t)w * kMaxDoors, s.agent_pos + base, s.agent_yaw + base,
+                          s.agent_max_y + base, s.agent_escaped + base, s.cube_pos + (size_t)w * kMaxCubes,
+                          s.steps_left[w], a);
+}
+
+ER_HD inline int32_t doors_opened(const SimState& s, int32_t w)
+{
     int32_t doors = 0;
-    for (int32_t d = 0; d < lv.num_doors; ++d) doors += s.door_open[w * kMaxDoors + d];
+    for (int32_t d = 0; d < s.level[w].num_doors; ++d) doors += s.door_open[(size_t)w * kMaxDoors + d];
+    return doors;
+}
+
+// Writes every exported output of world w from its state, once: rewards as given, done and
+// reason describing the episode that just ended (reason -1: running), and the observations
+// when `observe` (a step whose observations nobody reads skips them: see StepRequest).
+ER_HD inline void write_outputs(const SimState& s, const LidarTable& table, int32_t w, const float* rewards,
+                                int32_t reason, bool observe = true)
+{
+    const int32_t A = s.num_agents;
+    const size_t base = (size_t)w * A;
+    const int32_t done = reason != kRunning;
+    const int32_t doors = doors_opened(s, w);
     for (int32_t a = 0; a < A; ++a) {
-        const int32_t i = base + a;
+        const size_t i = base + a;
         s.reward_out[i] = rewards[a];
         s.done_out[i] = done;
         s.reason_out[i] = reason;
@@ -47,25 +67,24 @@ ER_HD inline void write_outputs(const SimState& s, const LidarTable& table, int3
         s.progress_out[i] = s.agent_max_y[i];
         s.elapsed_out[i] = s.episode_len - s.steps_left[w];
         s.doors_out[i] = doors;
-        write_observation(s.obs_out + (size_t)i * s.obs_dim, s, table, lv, s.door_open + w * kMaxDoors,
-                          s.agent_pos + base, s.agent_yaw + base, s.agent_max_y + base, s.agent_escaped + base,
-                          s.cube_pos + w * kMaxCubes, s.steps_left[w], a);
     }
+    if (observe) write_observations(s.obs_out, s, table, w);
 }
 
-// Starts world w's episode for its current (seed, episode) and shows it: reward 0, done 0.
-ER_HD inline void begin_episode(const SimState& s, const LidarTable& table, int32_t w)
+// Starts world w's episode for its current (seed, episode): the level, the bodies, the counters.
+ER_HD inline void start_episode(const SimState& s, int32_t w)
 {
     const int32_t A = s.num_agents;
     LevelData& lv = s.level[w];
     if (s.num_fixed_levels > 0)
-        lv = s.fixed_levels[w % s.num_fixed_levels];
+        lv = s.fixed_levels[s.level_index[w]];
     else
         generate_level(s, w, lv);
-    for (int32_t c = 0; c < kMaxCubes; ++c) s.cube_pos[w * kMaxCubes + c] = c < lv.num_cubes ? lv.cube_start[c] : Vec2{0.0f, 0.0f};
-    for (int32_t d = 0; d < kMaxDoors; ++d) s.door_open[w * kMaxDoors + d] = 0;
+    for (int32_t c = 0; c < kMaxCubes; ++c)
+        s.cube_pos[(size_t)w * kMaxCubes + c] = c < lv.num_cubes ? lv.cube_start[c] : Vec2{0.0f, 0.0f};
+    for (int32_t d = 0; d < kMaxDoors; ++d) s.door_open[(size_t)w * kMaxDoors + d] = 0;
     for (int32_t a = 0; a < A; ++a) {
-        const int32_t i = w * A + a;
+        const size_t i = (size_t)w * A + a;
         s.agent_pos[i] = lv.spawn[a];
         s.agent_yaw[i] = lv.spawn_yaw[a];
         s.agent_max_y[i] = lv.spawn[a].y;
@@ -74,13 +93,20 @@ ER_HD inline void begin_episode(const SimState& s, const LidarTable& table, int3
     s.steps_left[w] = s.episode_len;
     s.status[w] = kStatusRunning;
     s.last_reason[w] = kRunning;
+}
+
+// Starts world w's episode and shows it: reward 0, done 0.
+ER_HD inline void begin_episode(const SimState& s, const LidarTable& table, int32_t w, bool observe = true)
+{
+    start_episode(s, w);
     const float zeros[kMaxAgents] = {0.0f, 0.0f, 0.0f, 0.0f};
-    write_outputs(s, table, w, zeros, kRunning);
+    write_outputs(s, table, w, zeros, kRunning, observe);
 }
 
 // A reset requested by the user: with a seed the world's stream restarts (s_w = seed,
 // e_w = 0), without one it moves to the next episode of the same stream.
-ER_HD inline void reset_world(const SimState& s, const LidarTable& table, int32_t w, bool seeded, uint64_t seed)
+ER_HD inline void reset_world(const SimState& s, const LidarTable& table, int32_t w, bool seeded, uint64_t seed,
+                              bool observe = true)
 {
     if (seeded) {
         s.seed[w] = seed;
@@ -88,34 +114,82 @@ ER_HD inline void reset_world(const SimState& s, const LidarTable& table, int32_
     } else {
         s.episode[w] += 1;
     }
-    begin_episode(s, table, w);
+    begin_episode(s, table, w, observe);
 }
 
-// Simulates one step of world w (SPEC §2.2–§2.5), or applies a pending reset instead.
-ER_HD inline void step_world(const SimState& s, const LidarTable& table, int32_t w)
+// Shows world w as a restored state describes it (SimManager.set_state, as MuJoCo's mj_forward):
+// its level again (generated from its seed and episode, or its custom level; `reload_level`
+// false when the world already plays that level), then every output from the state, with the
+// rewards and termination reason it showed.
+ER_HD inline void restore_world(const SimState& s, const LidarTable& table, int32_t w, bool reload_level = true)
 {
     const int32_t A = s.num_agents;
+    LevelData& lv = s.level[w];
+    if (!reload_level) {
+    } else if (s.num_fixed_levels > 0) {
+        lv = s.fixed_levels[s.level_index[w]];
+    } else {
+        generate_level(s, w, lv);
+    }
+    float rewards[kMaxAgents] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int32_t a = 0; a < A; ++a) rewards[a] = s.reward_out[(size_t)w * A + a];
+    write_outputs(s, table, w, rewards, s.reason_out[(size_t)w * A]);
+}
+
+// The finished episode of a SAME_STEP done step: its observation, progress, elapsed steps and
+// doors go to the final_* outputs, then the world starts its next episode, which the other
+// outputs show with the finished episode's reward and flags.
+ER_HD ER_OUTLINE inline void finish_same_step(const SimState& s, const LidarTable& table, int32_t w,
+                                              const float* rewards, int32_t reason, bool observe)
+{
+    const int32_t A = s.num_agents;
+    const size_t base = (size_t)w * A;
+    write_observations(s.final_obs_out, s, table, w);
+    const int32_t doors = doors_opened(s, w);
+    for (int32_t a = 0; a < A; ++a) {
+        s.final_progress_out[base + a] = s.agent_max_y[base + a];
+        s.final_elapsed_out[base + a] = s.episode_len - s.steps_left[w];
+        s.final_doors_out[base + a] = doors;
+    }
+    s.episode[w] += 1;
+    start_episode(s, w);
+    write_outputs(s, table, w, rewards, reason, observe);
+}
+
+// A world that does not simulate this step: a pending reset (NEXT_STEP or the reset flag)
+// starts its next episode; a DISABLED world frozen after its episode shows reward 0, done 1.
+ER_HD ER_OUTLINE inline void skip_step(const SimState& s, const LidarTable& table, int32_t w, bool observe)
+{
     if (s.reset_in[w] != 0 || s.status[w] == kStatusPendingReset) {
         s.reset_in[w] = 0;  // the core consumes the flag, as in the seed
-        reset_world(s, table, w, false, 0);
+        reset_world(s, table, w, false, 0, observe);
+        return;
+    }
+    const float zeros[kMaxAgents] = {0.0f, 0.0f, 0.0f, 0.0f};
+    write_outputs(s, table, w, zeros, s.last_reason[w], observe);
+}
+
+// Simulates one step of world w (SPEC §2.2–§2.5), or applies a pending reset instead. With
+// `observe` false the observations are left as they were (nobody reads them before the
+// world's next observed step rewrites them); every other output is written.
+ER_HD inline void step_world(const SimState& s, const LidarTable& table, int32_t w, bool observe = true)
+{
+    const int32_t A = s.num_agents;
+    if (s.reset_in[w] != 0 || s.status[w] == kStatusPendingReset || s.status[w] == kStatusFrozen) {
+        skip_step(s, table, w, observe);
         return;
     }
     float rewards[kMaxAgents] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (s.status[w] == kStatusFrozen) {  // DISABLED: no motion, reward 0, done stays 1
-        write_outputs(s, table, w, rewards, s.last_reason[w]);
-        return;
-    }
-
     LevelData& lv = s.level[w];
-    const int32_t base = w * A;
+    const size_t base = (size_t)w * A;
     Vec2* agents = s.agent_pos + base;
-    Vec2* cubes = s.cube_pos + w * kMaxCubes;
-    uint8_t* door_open = s.door_open + w * kMaxDoors;
+    Vec2* cubes = s.cube_pos + (size_t)w * kMaxCubes;
+    uint8_t* door_open = s.door_open + (size_t)w * kMaxDoors;
 
     // Rotate first, then move along the new heading (the core clamps out-of-range actions).
     Vec2 disp[kMaxAgents];
     for (int32_t a = 0; a < A; ++a) {
-        const int32_t* act = s.action_in + (size_t)(base + a) * kActionDims;
+        const int32_t* act = s.action_in + (base + a) * kActionDims;
         const int32_t amount = clamp_i(act[0], 0, kNumMoveAmounts - 1);
         const int32_t angle = clamp_i(act[1], 0, kNumMoveAngles - 1);
         const int32_t rotate = clamp_i(act[2], 0, kNumRotates - 1);
@@ -142,38 +216,15 @@ ER_HD inline void step_world(const SimState& s, const LidarTable& table, int32_t
     s.steps_left[w] -= 1;
     const int32_t reason = all_escaped ? kEscaped : (s.steps_left[w] <= 0 ? kTimeLimit : kRunning);
 
-    if (reason == kRunning) {
-        write_outputs(s, table, w, rewards, kRunning);
-        return;
-    }
-    switch (s.autoreset_mode) {
-    case kSameStep: {
-        // The terminal observation goes to final_observation; the new episode's observation,
-        // steps and progress are shown with the finished episode's reward and flags.
-        write_outputs(s, table, w, rewards, reason);
-        const size_t row = (size_t)base * s.obs_dim, n = (size_t)A * s.obs_dim;
-        for (size_t k = 0; k < n; ++k) s.final_obs_out[row + k] = s.obs_out[row + k];
-        for (int32_t a = 0; a < A; ++a) {
-            s.final_progress_out[base + a] = s.progress_out[base + a];
-            s.final_elapsed_out[base + a] = s.elapsed_out[base + a];
-            s.final_doors_out[base + a] = s.doors_out[base + a];
+    if (reason != kRunning) {
+        if (s.autoreset_mode == kSameStep) {
+            finish_same_step(s, table, w, rewards, reason, observe);
+            return;
         }
-        reset_world(s, table, w, false, 0);
-        for (int32_t a = 0; a < A; ++a) {
-            const int32_t i = base + a;
-            s.reward_out[i] = rewards[a];
-            s.done_out[i] = 1;
-            s.reason_out[i] = reason;
-            s.terminated_out[i] = reason == kEscaped;
-            s.truncated_out[i] = reason == kTimeLimit;
-        }
-        return;
+        s.status[w] = s.autoreset_mode == kNextStep ? kStatusPendingReset : kStatusFrozen;
+        s.last_reason[w] = reason;
     }
-    case kNextStep: s.status[w] = kStatusPendingReset; break;
-    default: s.status[w] = kStatusFrozen; break;
-    }
-    s.last_reason[w] = reason;
-    write_outputs(s, table, w, rewards, reason);
+    write_outputs(s, table, w, rewards, reason, observe);
 }
 
 }  // namespace er

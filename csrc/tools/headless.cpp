@@ -70,9 +70,10 @@ int main(int argc, char** argv)
             }
             const double rate = (double)steps * (double)cfg.num_worlds / secs;
             rates.push_back(rate);
-            std::printf("{\"bench\": \"headless\", \"num_worlds\": %ld, \"num_agents\": %d, \"threads\": %d, "
-                        "\"steps\": %ld, \"seconds\": %.6f, \"world_steps_per_s\": %.1f}\n",
-                        (long)cfg.num_worlds, cfg.num_agents, cfg.num_threads, steps, secs, rate);
+            std::printf(
+                "{\"bench\": \"headless\", \"num_worlds\": %ld, \"num_agents\": %d, \"threads\": %d, "
+                "\"steps\": %ld, \"seconds\": %.6f, \"world_steps_per_s\": %.1f}\n",
+                (long)cfg.num_worlds, cfg.num_agents, cfg.num_threads, steps, secs, rate);
         }
         std::sort(rates.begin(), rates.end());
         std::printf("median world-steps/s: %.1f (%s)\n", rates[rates.size() / 2],
