@@ -21,6 +21,7 @@ from escape_room_env.manager import ExecMode, SimManager, Tensor, cuda_available
 from escape_room_env.registration import ENV_ID
 from escape_room_env.registration import register as _register
 from escape_room_env.replay import ReplayMetadata, ReplayTruncatedWarning
+from escape_room_env.rollout import Rollout, RolloutResult, rollout
 from escape_room_env.vector_env import EscapeRoomVectorEnv
 
 _register()
@@ -42,6 +43,8 @@ __all__ = [
     "ReplayMetadata",
     "ReplayTruncatedWarning",
     "RewardConfig",
+    "Rollout",
+    "RolloutResult",
     "SimManager",
     "Tensor",
     "__version__",
@@ -50,5 +53,6 @@ __all__ = [
     "cuda_unavailable_reason",
     "default_rooms",
     "madrona",
+    "rollout",
     "wrappers",
 ]

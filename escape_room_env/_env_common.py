@@ -1,11 +1,12 @@
 """Plumbing shared by the gymnasium env, the vector env and the SB3 adapter (internal): the
 options every env takes and the simulator they build, devices, the info tensors, observation
-views and top-down frames."""
+views, top-down frames and the call lock."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -13,13 +14,23 @@ from typing_extensions import TypedDict
 
 from escape_room_env import _core, spaces
 from escape_room_env.config import RewardConfig, as_int
+from escape_room_env.errors import EscapeRoomError
 from escape_room_env.manager import ExecMode, SimManager
 
 if TYPE_CHECKING:
     import torch
+    from gymnasium.spaces import Box
+
+    from escape_room_env.tensor import Tensor
 
     #: What the envs return: numpy arrays, or torch tensors with ``device="cuda"``.
     Array = np.ndarray | torch.Tensor
+    #: An (rgb, depth) pair of views, both numpy or both torch.
+    ImagePair = tuple[np.ndarray, np.ndarray] | tuple[torch.Tensor, torch.Tensor]
+    #: Numpy or torch, the same for every argument and the result.
+    _A = TypeVar("_A", np.ndarray, torch.Tensor)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class SimOptions(TypedDict, total=False):
@@ -76,11 +87,18 @@ def make_sim(
     )
 
 
-def observation_space(sim: SimManager, obs_mode: str) -> Any:
+def observation_space(sim: SimManager, obs_mode: str) -> Box:
     """One agent's observation space: the bounded flat vector, or the renderer's images."""
     if obs_mode == "vector":
         return spaces.observation_space(sim.num_agents, sim.observation_radius)
-    return spaces.pixel_space(obs_mode, *sim.render_size)
+    return spaces.pixel_space(obs_mode, *render_size(sim))
+
+
+def render_size(sim: SimManager) -> tuple[int, int]:
+    """(height, width) of the images of a pixel ``obs_mode`` (make_sim turned the renderer on)."""
+    size = sim.render_size
+    assert size is not None, "a pixel obs_mode needs the batch renderer"
+    return size
 
 
 # Numeric infos: name -> (tensor shown at the step, tensor of the finished episode in SAME_STEP).
@@ -116,6 +134,23 @@ def parse_device(device: Any) -> tuple[ExecMode, int]:
     raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
 
 
+def exclusive(method: _F) -> _F:
+    """Runs ``method`` holding the env's call lock, or raises at once while another thread holds
+    it (as the simulator refuses a second call): a step's results are copied out of the
+    simulator's buffers before any other call can overwrite them."""
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._busy.acquire(blocking=False):
+            raise EscapeRoomError(f"this {type(self).__name__} is already running a call in another thread")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._busy.release()
+
+    return cast(_F, call)
+
+
 def check_render_mode(render_mode: str | None) -> None:
     if render_mode not in (None, "rgb_array"):
         raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -144,21 +179,33 @@ def import_torch():
     return torch
 
 
-def export(tensor, torch_outputs: bool = False) -> Array:
+@overload
+def export(tensor: Tensor, torch_outputs: Literal[False] = False) -> np.ndarray: ...
+@overload
+def export(tensor: Tensor, torch_outputs: bool) -> Array: ...
+def export(tensor: Tensor, torch_outputs: bool = False) -> Array:
     """A zero-copy view of a simulator tensor: numpy, or torch (on the simulator's device)."""
     return tensor.to_torch() if torch_outputs else tensor.to_numpy()
 
 
+@overload
+def observation_views(
+    sim: SimManager, obs_mode: str
+) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]: ...
+@overload
+def observation_views(
+    sim: SimManager, obs_mode: str, torch_outputs: bool
+) -> tuple[Array | None, ImagePair | None]: ...
 def observation_views(
     sim: SimManager, obs_mode: str, torch_outputs: bool = False
-) -> tuple[Array | None, tuple | None]:
+) -> tuple[Array | None, tuple[Array, Array] | None]:
     """Zero-copy views of the simulator's observations, one row per env: the flat vector, the
     RGB or the depth images; for ``"rgbd"`` (None, (rgb, depth)) to be joined at each call.
     numpy arrays, or torch tensors with ``torch_outputs``."""
     n = sim.num_worlds * sim.num_agents
     if obs_mode == "vector":
         return export(sim.observation_tensor(), torch_outputs).reshape(n, -1), None
-    height, width = sim.render_size
+    height, width = render_size(sim)
     rgb = export(sim.rgb_tensor(), torch_outputs).reshape(n, height, width, 3)
     depth = export(sim.depth_tensor(), torch_outputs).reshape(n, height, width, 1)
     if obs_mode == "rgb":
@@ -168,7 +215,7 @@ def observation_views(
     return None, (rgb, depth)
 
 
-def join_rgbd(rgb: Array, depth: Array) -> Array:
+def join_rgbd(rgb: _A, depth: _A) -> _A:
     """(..., H, W, 4) float32: RGB as 0..255, then depth in metres (numpy, or torch on the
     images' device)."""
     shape = (*rgb.shape[:-1], 4)

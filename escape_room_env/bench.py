@@ -23,11 +23,14 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import escape_room_env as er
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = ["action_pool", "format_table", "run_quick", "sim_step_loop"]
 
@@ -126,6 +129,7 @@ def run_quick(
             times.append(_median_seconds_per_step(_sim_run(sim), seconds))
     b, a = np.polyfit(np.array(FIT_WORLDS, dtype=float), np.array(times), 1, w=1.0 / np.array(times))
     if peers:
+        envpool: ModuleType | None
         try:
             import envpool
         except ImportError:

@@ -3,6 +3,7 @@
 escape-room train [--num-envs 1024] [--total-timesteps ...] [--max-minutes 15] ...
 escape-room info [FILE] [--json]      (a replay's metadata, or the build, CUDA, threads)
 escape-room record OUT / replay FILE  (recordings, SPEC §5.2)
+escape-room view FILE [--html OUT]    (a replay in the browser: served on 127.0.0.1, or one file)
 escape-room render-level NAME|FILE    (a custom level's top-down picture, PNG)
 escape-room bench                     (the quick core benchmark and its table)
 
@@ -12,14 +13,14 @@ the parser only collects them. ``main`` turns every error into one line on stder
 it, for a bug report). Exit status: 0 done; 1 the command failed (a replay that is corrupt or
 does not verify, a file that cannot be read or written, the simulator); 2 an invalid argument
 (argparse's own usage errors, and ``ValueError``/``TypeError``/``OverflowError`` from a value
-or an input file); 130 interrupted (Ctrl-C).
+or an input file); 130 interrupted (Ctrl-C), except ``view``, whose server Ctrl-C is the way
+to stop: 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import os
 import sys
 import warnings
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from escape_room_env.ppo import Args
+    from escape_room_env.ppo_args import Args
 
 PROG = "escape-room"
 
@@ -56,11 +57,17 @@ def _field_docs(cls) -> dict[str, str]:
     import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
+    class_def = tree.body[0]
+    assert isinstance(class_def, ast.ClassDef)
+    body = class_def.body
     docs = {}
     for node, following in zip(body, body[1:]):
-        is_field = isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-        if is_field and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+        if (
+            isinstance(node, ast.AnnAssign)  # a field,
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)  # then a string
+            and isinstance(following.value, ast.Constant)
+        ):
             docs[node.target.id] = str(following.value.value)
     return docs
 
@@ -72,6 +79,8 @@ def _train(args: Args, *, video: str | None = None) -> int:
     if video and not args.save_dir:
         raise ValueError("--video needs the run saved (a --save-dir)")
     result = train(args)
+    if result.rank != 0:  # under torchrun rank 0 alone reports, saves and films
+        return 0
     print(
         f"done: {result.global_step:,} steps in {result.seconds / 60:.1f} min, last {min(result.episodes, 1000)} "
         f"episodes: return {result.mean_return:+.3f}, progress {result.mean_progress:.2f} m, "
@@ -159,25 +168,32 @@ def _record(
     return 0
 
 
-def _replay(file: str, *, verify: bool = False, video: str | None = None, **video_options) -> int:
-    """``escape-room replay``: plays ``file`` back, verifying its state hashes, or films it
-    (``video_options``: those of :func:`_replay_video`, which need ``video``)."""
+def _replay(
+    file: str, *, verify: bool = False, from_step: int = 0, video: str | None = None, **video_options
+) -> int:
+    """``escape-room replay``: plays ``file`` back from step ``from_step`` (reached by a verified
+    seek), verifying its state hashes, or films it (``video_options``: those of
+    :func:`_replay_video`, which need ``video``)."""
     import escape_room_env as er
 
     if video:
-        return _replay_video(file, video, **video_options)
+        return _replay_video(file, video, from_step=from_step, **video_options)
     if video_options:
         raise ValueError(f"--{next(iter(video_options)).replace('_', '-')} needs --video")
     sim = er.SimManager.from_replay(file)
     _, total = sim.get_replay_step_count()
+    if not 0 <= from_step <= total:
+        raise ValueError(f"--from-step {from_step} is outside the recording (0..{total})")
+    sim.seek(from_step)
     done = sim.done_tensor().to_numpy()
     episodes = 0
-    for _ in _steps(total, "replaying"):
+    for _ in _steps(total - from_step, "replaying"):
         sim.replay_step()
         episodes += int((done[:, 0, 0] == 1).sum())
     meta = sim.read_replay_metadata(file)
     checkpoints = sim.get_replay_checkpoints_verified()
-    print(f"replayed {total} steps of {meta.num_worlds} worlds: {episodes} episodes ended")
+    what = f"steps {from_step + 1}..{total}" if from_step else f"{total} steps"
+    print(f"replayed {what} of {meta.num_worlds} worlds: {episodes} episodes ended")
     if verify:
         print(
             f"verified: the state hashes of all {meta.num_worlds} worlds match at {checkpoints} checkpoints"
@@ -194,15 +210,64 @@ def _replay_video(
     max_steps: int | None = None,
     scale: float = 8.0,
     fps: float = 10.0,
+    from_step: int = 0,
 ) -> int:
     """``escape-room replay FILE --video OUT``: world ``world`` of ``file``, verified as it plays."""
     from escape_room_env.render import replay_frames, write_video
 
     frames = replay_frames(
-        file, world=world, first_person=first_person, max_steps=max_steps, pixels_per_metre=scale
+        file,
+        world=world,
+        first_person=first_person,
+        max_steps=max_steps,
+        pixels_per_metre=scale,
+        from_step=from_step,
     )
     count = write_video(frames, video, fps=fps)
     print(f"wrote {count} frames of world {world} (every state hash verified on the way) to {video}")
+    return 0
+
+
+def _view(
+    file: str,
+    *,
+    port: int | None = None,
+    world: list[int] | None = None,
+    browser: bool = True,
+    html: str | None = None,
+    first_person: bool = False,
+    scale: float = 8.0,
+    max_steps: int | None = None,
+) -> int:
+    """``escape-room view``: the replay viewer (``escape_room_env.viewer``), served on 127.0.0.1
+    until Ctrl-C (exit 0), or with ``html`` written as one self-contained page."""
+    from escape_room_env import viewer
+
+    worlds = world or [0]
+    if html is None:
+        if max_steps is not None:
+            raise ValueError("--max-steps needs --html (the server computes every step on demand)")
+        if len(worlds) > 1:
+            raise ValueError("--world once without --html: the page starts there and switches to any world")
+        return viewer.serve(
+            file,
+            port=viewer.DEFAULT_PORT if port is None else port,
+            world=worlds[0],
+            open_browser=browser,
+            first_person=first_person,
+            pixels_per_metre=scale,
+        )
+    if port is not None:
+        raise ValueError("--port needs the server: --html writes a file instead")
+    written = viewer.write_html(
+        file, html, worlds=worlds, first_person=first_person, pixels_per_metre=scale, max_steps=max_steps
+    )
+    shown = ", ".join(str(w) for w in written["worlds"])
+    size = written["bytes"] / (1 << 20)
+    print(f"wrote {html} ({size:.1f} MiB): steps 0..{written['steps']} of world(s) {shown}")
+    if written["diverged"] is not None:
+        message = written["diverged"]["message"]
+        warnings.warn(f"the page stops at step {written['steps']}: {message}", UserWarning, stacklevel=2)
     return 0
 
 
@@ -225,6 +290,7 @@ def _info(file: str | None = None, *, as_json: bool = False) -> int:
 
     print(f"CUDA backend built: {_core.CUDA_BUILT}; GPUs usable now: {_core.cuda_device_count()}")
     print(f"CUDA available: {er.cuda_available()}")
+    cores: int | None
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -295,19 +361,12 @@ def _bench(**options) -> int:
     return bench_main(**options)
 
 
-def _needs_torch(error: ImportError, **_ignored) -> int:
-    raise error
-
-
 def _add_train(sub) -> None:
-    """``train``: one flag per ``ppo.Args`` field. Without PyTorch, ``train`` says it needs it
-    (whatever its flags) and every other command still works."""
-    try:
-        from escape_room_env.ppo import Args
-    except ImportError as error:
-        parser = sub.add_parser("train", help="train a PPO policy (needs PyTorch)", add_help=False)
-        parser.set_defaults(func=functools.partial(_needs_torch, error), any_flags=True)
-        return
+    """``train``: one flag per ``ppo.Args`` field (from the torch-free ``ppo_args``, so that no
+    command imports PyTorch to build the parser). Without PyTorch, ``train`` says it needs it and
+    every other command still works."""
+    from escape_room_env.ppo_args import Args
+
     parser = sub.add_parser("train", help="train a PPO policy on the default level")
     _add_dataclass_flags(parser, Args)
     parser.add_argument(
@@ -355,12 +414,26 @@ def _parser() -> argparse.ArgumentParser:
     replay = command("replay", _replay, "replay a recording, verifying its state hashes")
     replay.add_argument("file")
     replay.add_argument("--verify", action="store_true", help="report the verified checkpoints")
+    replay.add_argument(
+        "--from-step", type=int, help="start after this recorded step (a verified seek); the video too"
+    )
     replay.add_argument("--video", help="write a video instead (.gif, or .mp4 with the `video` extra)")
     replay.add_argument("--world", type=int, help="the world the video shows")
     replay.add_argument("--first-person", action="store_true", help="add the agents' first-person images")
     replay.add_argument("--fps", type=float)
     replay.add_argument("--scale", type=float, help="pixels per metre of the top-down view")
     replay.add_argument("--max-steps", type=int, help="stop the video after this many steps")
+    view = command("view", _view, "a replay in the browser: served on 127.0.0.1 (Ctrl-C stops it), or --html")
+    view.add_argument("file", help="replay file (.bin)")
+    view.add_argument("--port", type=int, help="port on 127.0.0.1 (default: 8765; 0 picks a free one)")
+    view.add_argument(
+        "--world", type=int, action="append", help="the world shown first (--html: repeat for several)"
+    )
+    view.add_argument("--no-browser", dest="browser", action="store_false", help="do not open a browser")
+    view.add_argument("--html", help="write one self-contained page here instead of serving")
+    view.add_argument("--first-person", action="store_true", help="add the agents' first-person images")
+    view.add_argument("--scale", type=float, help="pixels per metre of the top-down view (default: 8)")
+    view.add_argument("--max-steps", type=int, help="with --html: hold steps 0..N only")
     info = command("info", _info, "a replay file's metadata, or (no file) the build")
     info.add_argument("file", nargs="?", help="replay file")
     info.add_argument("--json", dest="as_json", action="store_true", help="machine-readable output")

@@ -79,7 +79,10 @@ def as_int(name: str, value, lo: int | None = None, hi: int | None = None) -> in
 #: naming it, not the binding's TypeError).
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
-_FIELD_RANGES = {INT32: "32-bit integer field", INT64: "64-bit integer field"}
+_FIELD_RANGES: dict[tuple[int | None, int | None], str] = {
+    INT32: "32-bit integer field",
+    INT64: "64-bit integer field",
+}
 
 
 def default_rooms(num_agents: int) -> tuple[str, ...]:

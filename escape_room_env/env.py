@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import gymnasium
 import numpy as np
@@ -14,11 +15,15 @@ from escape_room_env._env_common import (
     INFOS,
     SimOptions,
     check_render_mode,
+    exclusive,
     join_rgbd,
     make_sim,
     observation_space,
     observation_views,
 )
+
+if TYPE_CHECKING:
+    from gymnasium.spaces import Box, MultiDiscrete
 
 __all__ = ["EscapeRoomEnv"]
 
@@ -41,6 +46,8 @@ class EscapeRoomEnv(gymnasium.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    observation_space: Box
+    action_space: MultiDiscrete
 
     def __init__(
         self,
@@ -53,6 +60,7 @@ class EscapeRoomEnv(gymnasium.Env):
         ``rooms``, ``levels``, ``seed``, ``num_threads`` (default 1 here), ``episode_len`` /
         ``max_episode_steps``, ``reward``, ``render_width``, ``render_height``; ``num_agents``
         must be 1."""
+        self._options = {"obs_mode": obs_mode, "render_mode": render_mode, **options}
         if options.get("num_agents", 1) != 1:
             raise ValueError(
                 f"EscapeRoomEnv needs num_agents=1, got {options['num_agents']}; use EscapeRoomVectorEnv for "
@@ -62,6 +70,7 @@ class EscapeRoomEnv(gymnasium.Env):
         options.setdefault("num_threads", 1)
         # DISABLED: a finished episode stays frozen until reset(), as a gymnasium.Env expects.
         self.sim = make_sim(1, autoreset_mode=AutoresetMode.DISABLED, obs_mode=obs_mode, **options)
+        self._busy = threading.Lock()  # see _env_common.exclusive
         self.render_mode = render_mode
         self.obs_mode = obs_mode
         self.observation_space = observation_space(self.sim, obs_mode)
@@ -74,6 +83,14 @@ class EscapeRoomEnv(gymnasium.Env):
         self._truncated = self.sim.truncated_tensor().to_numpy()[0]
         self._info_views = {k: self.sim.tensor(now).to_numpy()[0, 0] for k, (now, _) in INFOS.items()}
 
+    def __reduce__(self) -> tuple:
+        """Pickles and copies (``copy.deepcopy``) through the simulator's state: an independent
+        twin whose continuation equals this env's (``np_random`` included)."""
+        from escape_room_env.vector_env import _random_state, _rebuild
+
+        return (_rebuild, (type(self), self._options, self.sim.snapshot(), _random_state(self)))
+
+    @exclusive
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is None:
             self.sim.reset_worlds()
@@ -82,6 +99,7 @@ class EscapeRoomEnv(gymnasium.Env):
         super().reset(seed=seed)
         return self._observation(), self._info()
 
+    @exclusive
     def step(self, action):
         action = np.asarray(action)
         if not np.issubdtype(action.dtype, np.integer):
@@ -105,9 +123,11 @@ class EscapeRoomEnv(gymnasium.Env):
         )
 
     def _observation(self) -> np.ndarray:
-        if self._rgbd is not None:
+        obs = self._obs
+        if obs is None:
+            assert self._rgbd is not None  # observation_views sets one of the two
             return join_rgbd(self._rgbd[0][0], self._rgbd[1][0])
-        return self._obs.copy()
+        return obs.copy()
 
     def render(self) -> np.ndarray | None:
         """``render_mode="rgb_array"``: the world seen from above (SPEC §6); None otherwise."""

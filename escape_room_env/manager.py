@@ -35,6 +35,7 @@ from escape_room_env.errors import EscapeRoomError
 from escape_room_env.levels import Level, LevelWarning, core_level, parse_levels
 from escape_room_env.replay import ReplayFile, ReplayPlayer, read_replay_metadata
 from escape_room_env.tensor import Tensor
+from escape_room_env.views import World
 
 ExecMode = _core.ExecMode
 
@@ -174,6 +175,7 @@ class SimManager:
         for message in self._impl.level_warnings:
             warnings.warn(message, LevelWarning, stacklevel=2)
         self._tensors: dict[str, Tensor] = {}
+        self._state_dtype: np.dtype | None = None
         self._replay: ReplayPlayer | None = None
         self._replay_finalizer: weakref.finalize | None = None
 
@@ -257,6 +259,126 @@ class SimManager:
         """Each world's 64-bit FNV-1a state hash (SPEC §4), as a uint64 array of num_worlds."""
         return self._impl.state_hashes()
 
+    # -- state (MuJoCo's mj_getState / mj_setState) ----------------------------------------------
+
+    @property
+    def state_dtype(self) -> np.dtype:
+        """The numpy dtype of one world's state record (:meth:`get_state`), version
+        ``state_version``: a header naming the configuration (``state_version``,
+        ``rules_version``, ``num_agents``, ``episode_len``, ``autoreset_mode``, ``render_size``,
+        ``rooms``, ``reward_config``, ``levels_digest``), then everything that decides the world's
+        future (``seed``, ``episode``: the random streams are keyed by them; ``steps_left``,
+        ``status``, ``last_reason``, ``level_index``, ``door_open``, ``cube_pos``, ``agent_pos``,
+        ``agent_yaw``, ``agent_max_y``, ``agent_escaped``) and what the outputs showed that the
+        state does not determine (``reward``, ``termination_reason``, ``final_observation``,
+        ``final_progress``, ``final_elapsed_steps``, ``final_doors_opened``).
+
+        >>> import escape_room_env as er
+        >>> dtype = er.SimManager(num_worlds=1).state_dtype
+        >>> dtype["agent_pos"].shape, dtype.names[:3]
+        ((1, 2), ('state_version', 'rules_version', 'num_agents'))
+        """
+        if self._state_dtype is None:
+            fields, itemsize = self._impl.state_fields()
+            self._state_dtype = np.dtype(
+                {
+                    "names": [f[0] for f in fields],
+                    "formats": [(np.dtype(f[1]), f[2]) if f[2] else np.dtype(f[1]) for f in fields],
+                    "offsets": [f[3] for f in fields],
+                    "itemsize": itemsize,
+                }
+            )
+        return self._state_dtype
+
+    def get_state(self, worlds: Any = None) -> np.ndarray:
+        """Each world's state: a structured array of :attr:`state_dtype` records, one per world
+        (all worlds, or those listed in ``worlds``). :meth:`set_state` of the records into a
+        manager of the same configuration makes it show and continue exactly as these worlds do.
+
+        >>> import escape_room_env as er
+        >>> sim = er.SimManager(num_worlds=3, rand_seed=1)
+        >>> sim.step(nstep=5)
+        >>> state = sim.get_state()
+        >>> sim.step(nstep=7)
+        >>> sim.set_state(state)  # back to step 5: the next 7 steps repeat bit for bit
+        >>> state.shape, int(state["steps_left"][0])
+        ((3,), 195)
+        """
+        index = self._world_index(worlds)
+        return self._impl.get_state(index).view(self.state_dtype).reshape(len(index))
+
+    def set_state(self, states: np.ndarray, worlds: Any = None) -> None:
+        """Writes state records (from :meth:`get_state` of a manager of the same configuration)
+        into every world, or into the worlds listed in ``worlds`` (one record each); every
+        tensor, observations and images included, shows them at once (as MuJoCo's ``mj_forward``),
+        and the continuation is bit-identical. A record of another configuration raises
+        ``ValueError`` naming the field that differs. Not while recording or replaying."""
+        index = self._world_index(worlds)
+        records = np.asarray(states)
+        if records.dtype != self.state_dtype:
+            raise _state_dtype_error(self, "states", records)
+        records = np.ascontiguousarray(records.reshape(-1))
+        if records.shape[0] != len(index):
+            raise ValueError(f"states has {records.shape[0]} records for {len(index)} worlds")
+        self._impl.set_state(index, records.view(np.uint8).reshape(len(index), self.state_dtype.itemsize))
+
+    def rollout_into(
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        steps: int,
+        observation: np.ndarray | None,
+        reward: np.ndarray,
+        done: np.ndarray,
+        states_out: np.ndarray,
+    ) -> int:
+        """The native loop behind :func:`escape_room_env.rollout` (use that): every world starts
+        from its state record (uint8 [W, record]) and takes ``steps`` steps with int32 actions
+        [steps, W, A, 3] (in range), writing each step's observations, rewards and dones into the
+        given C-contiguous step-major arrays ([steps, W, ...]) and the final (or, sized
+        [steps, W, record], every) state into ``states_out``; without the GIL. Returns the steps
+        taken (fewer after Ctrl-C)."""
+        return self._impl.rollout(states, actions, steps, observation, reward, done, states_out)
+
+    def build_options(self) -> dict[str, Any]:
+        """The keyword arguments that build a manager of this configuration, this one's size,
+        seed and threads included (copies and pickles use them).
+
+        >>> import escape_room_env as er
+        >>> sim = er.SimManager(num_worlds=2, rooms=["button"])
+        >>> twin = er.SimManager(**sim.build_options())
+        >>> (twin.num_worlds, twin.rooms) == (2, ("button",))
+        True
+        """
+        return {
+            "exec_mode": self.exec_mode,
+            "gpu_id": self.gpu_id,
+            "num_worlds": self.num_worlds,
+            "rand_seed": self.rand_seed,
+            "enable_batch_renderer": self.batch_renderer_enabled,
+            "num_agents": self.num_agents,
+            "autoreset_mode": self.autoreset_mode,
+            "num_threads": self.num_threads,
+            "rooms": list(self.rooms) or None,
+            "levels": list(self.levels) or None,
+            "episode_len": self.episode_len,
+            "reward": self.reward_config,
+            "render_width": self._impl.config.render_width,
+            "render_height": self._impl.config.render_height,
+        }
+
+    def _world_index(self, worlds: Any) -> np.ndarray:
+        if worlds is None:
+            return np.arange(self.num_worlds, dtype=np.int32)
+        index = np.asarray(worlds)
+        if index.ndim == 0:
+            index = index.reshape(1)
+        if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
+            raise TypeError(f"worlds must be a world index or a list of them, got {worlds!r}")
+        if index.size and (index.min() < -(2**31) or index.max() >= 2**31):
+            raise ValueError(f"worlds must be between 0 and {self.num_worlds - 1}")
+        return np.ascontiguousarray(index, dtype=np.int32)
+
     def host_array(self, name: str) -> np.ndarray:
         """A numpy array of any exported array by name (a tensor of :meth:`tensor_names`, or the
         internal state: ``agent_pos``, ``door_open``, ``cube_pos``, ``level_statics``, ...): the
@@ -313,6 +435,38 @@ class SimManager:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def __reduce__(self) -> tuple:
+        """Pickles and copies (``copy.deepcopy``) through the state, MuJoCo's way: an independent
+        twin of the same configuration whose continuation equals this manager's (its actions and
+        pending reset flags included). Not copied: a recording, a replay or a trajectory log in
+        progress, and ``step_count`` (the twin's starts at 0).
+
+        >>> import copy, escape_room_env as er
+        >>> sim = er.SimManager(num_worlds=2, rand_seed=8)
+        >>> sim.step(nstep=3)
+        >>> twin = copy.deepcopy(sim)
+        >>> sim.step(nstep=5); twin.step(nstep=5)
+        >>> bool((sim.state_hashes() == twin.state_hashes()).all())
+        True
+        """
+        return (_rebuild, (self.build_options(), self.snapshot()))
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The states of every world and the input tensors (actions, pending reset flags): what
+        :meth:`restore` needs to make a manager of this configuration continue exactly as this
+        one (the envs' copies use it)."""
+        return {
+            "state": self.get_state(),
+            "action": self.host_array("action").copy(),
+            "reset": self.host_array("reset").copy(),
+        }
+
+    def restore(self, snapshot: Mapping[str, np.ndarray]) -> None:
+        """Makes this manager continue exactly as the one :meth:`snapshot` was taken of."""
+        self.set_state(snapshot["state"])
+        self.write_array("action", snapshot["action"])
+        self.write_array("reset", snapshot["reset"])
+
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.num_worlds} worlds x {self.num_agents} agents"
         return f"SimManager({state}, {self.exec_mode.name}, autoreset_mode={self.autoreset_mode.name})"
@@ -320,15 +474,22 @@ class SimManager:
     # -- recording, replay, trajectory logging (SPEC §5.2) ------------------------------------
 
     def start_recording(
-        self, path: str | os.PathLike, seed: int | None = None, *, checksum_interval: int = 50
+        self,
+        path: str | os.PathLike,
+        seed: int | None = None,
+        *,
+        checksum_interval: int = 50,
+        continue_episodes: bool = False,
     ) -> None:
         """Records every following step (and immediate reset) to ``path`` (SPEC §5.3).
 
-        With ``seed`` every world is reseeded first (world w: seed + w), so the file starts
-        from a fresh, fully known state. Without one, a manager whose worlds are all at the
-        start of an episode is recorded from there; otherwise every world is reset first
-        (with a warning). State hashes are stored at step 0, every ``checksum_interval``
-        steps and at the end, so a replay verifies itself.
+        Every world is reseeded first (world w: ``seed + w``; without a seed, 0 + w, the seed
+        guide's default), so the file starts from a fresh, fully known state; the file's
+        ``seed`` is that seed. With ``continue_episodes=True`` (and no seed) the worlds are not
+        reseeded: worlds all at the start of an episode are recorded from there, otherwise every
+        world is reset first (with a warning), and the file's ``seed`` is the manager's
+        ``rand_seed``. State hashes and output chains are stored at step 0, every
+        ``checksum_interval`` steps and at the end, so a replay verifies itself.
 
         >>> import escape_room_env as er, tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "demo.bin")
@@ -340,22 +501,25 @@ class SimManager:
         >>> er.SimManager.read_replay_metadata(path)["num_steps"]
         10
         """
-        if seed is not None:
-            seed = as_int("seed", seed)
+        if continue_episodes:
+            if seed is not None:
+                raise ValueError("pass seed= or continue_episodes=True, not both: a seed reseeds every world")
+        else:
+            seed = 0 if seed is None else as_int("seed", seed)
             if not 0 <= seed < 2**64:
                 raise ValueError(f"seed must be in [0, 2**64), got {seed}")
         interval = as_int("checksum_interval", checksum_interval, *INT64)
         start = self._impl.start_recording(
             _output_path("recording path", path),
-            json.dumps(self._replay_config(interval)),
+            json.dumps(self._replay_config(interval, self.rand_seed if seed is None else seed)),
             interval,
             time.time_ns(),
             seed,
         )
         if start == "reset":
             warnings.warn(
-                "start_recording: some worlds were in the middle of an episode; every world was reset so the "
-                "recording starts from a known state (pass seed= to choose it)",
+                "start_recording(continue_episodes=True): some worlds were in the middle of an episode; every "
+                "world was reset so the recording starts from a known state",
                 stacklevel=2,
             )
 
@@ -370,9 +534,19 @@ class SimManager:
         return self._impl.is_recording
 
     @contextlib.contextmanager
-    def recording(self, path: str | os.PathLike, seed: int | None = None, *, checksum_interval: int = 50):
-        """Context manager around :meth:`start_recording` / :meth:`stop_recording`."""
-        self.start_recording(path, seed, checksum_interval=checksum_interval)
+    def recording(
+        self,
+        path: str | os.PathLike,
+        seed: int | None = None,
+        *,
+        checksum_interval: int = 50,
+        continue_episodes: bool = False,
+    ):
+        """Context manager around :meth:`start_recording` / :meth:`stop_recording` (without a
+        seed: seed 0, as the seed guide says)."""
+        self.start_recording(
+            path, seed, checksum_interval=checksum_interval, continue_episodes=continue_episodes
+        )
         try:
             yield self
         finally:
@@ -474,6 +648,25 @@ class SimManager:
         """
         return self._player().advance()
 
+    def seek(self, step: int) -> None:
+        """Moves the attached replay to just after recorded step ``step`` (0: its start), forwards or
+        backwards; the state and every exported tensor are then those the recording had there.
+
+        Backwards seeks restore a state snapshot taken while replaying (every ``total / 64``
+        steps) and replay the rest, verifying the file's checkpoints on the way.
+
+        >>> import os, tempfile, escape_room_env as er
+        >>> path = os.path.join(tempfile.mkdtemp(), "seek.bin")
+        >>> with er.SimManager(num_worlds=2) as sim, sim.recording(path, seed=3):
+        ...     sim.step(nstep=50)
+        >>> replay = er.SimManager.from_replay(path)
+        >>> replay.seek(40); before = replay.get_state()
+        >>> replay.seek(10); replay.seek(40)
+        >>> bool((replay.get_state() == before).all()), replay.get_replay_step_count()
+        (True, (40, 50))
+        """
+        self._player().seek(as_int("step", step, *INT32))
+
     def get_replay_checkpoints_verified(self) -> int:
         """How many of the file's state-hash checkpoints the replay has verified so far."""
         return self._player().verified
@@ -528,7 +721,7 @@ class SimManager:
         """Steps since construction (the trajectory log's ``step``)."""
         return self._impl.step_count
 
-    def _replay_config(self, checksum_interval: int) -> dict:
+    def _replay_config(self, checksum_interval: int, seed: int) -> dict:
         """The config block; the core adds each world's starting seed and episode, and how the
         recording started."""
         from escape_room_env import __version__
@@ -540,7 +733,7 @@ class SimManager:
             "num_agents": self.num_agents,
             "episode_len": self.episode_len,
             "autoreset_mode": self.autoreset_mode.name,
-            "rand_seed": self.rand_seed,
+            "rand_seed": seed,
             "rooms": list(self.rooms),
             "reward": dataclasses.asdict(self.reward_config),
             **self._levels_config(),
@@ -620,7 +813,9 @@ class SimManager:
         """Room types of the generated level; () when custom levels replace it."""
         if self._levels:
             return ()
-        return tuple(ROOM_TYPES[t] for t in self._impl.config.rooms)
+        rooms = self._impl.config.rooms
+        assert rooms is not None  # the core fills in the default sequence at construction
+        return tuple(ROOM_TYPES[t] for t in rooms)
 
     @property
     def observation_radius(self) -> float:
@@ -639,11 +834,31 @@ class SimManager:
         return self._levels
 
     def level_of_world(self, world: int) -> int | None:
-        """Index into :attr:`levels` of the level world ``world`` plays (None: generated)."""
+        """Index into :attr:`levels` of the level world ``world`` plays (None: generated): w mod
+        the number of levels, unless a state written by :meth:`set_state` brought another."""
         world = as_int("world", world)
         if not 0 <= world < self.num_worlds:
             raise IndexError(f"world {world} out of range for {self.num_worlds} worlds")
-        return world % len(self._levels) if self._levels else None
+        return int(self.host_array("level_index")[world]) if self._levels else None
+
+    def world(self, w: int) -> World:
+        """Named access to world ``w`` (MuJoCo style): ``sim.world(w).agent(i).position``,
+        ``.door(k).is_open``, ``.button(k).pressed``, ``.cube(k).position``, ``.level``; read-only
+        views on CPU (see :mod:`escape_room_env.views`).
+
+        >>> import escape_room_env as er
+        >>> er.SimManager(num_worlds=1).world(0).agent(0).escaped
+        False
+        """
+        w = as_int("w", w)
+        if not 0 <= w < self.num_worlds:
+            raise IndexError(f"world {w} out of range for {self.num_worlds} worlds")
+        return World(self, w)
+
+    def pressed_buttons(self) -> np.ndarray:
+        """Each world's buttons held down now (an agent disc or a cube on them, SPEC §2.4), as a
+        uint16 bit mask per world (bit k: button k of the world's level)."""
+        return self._impl.pressed_buttons()
 
     @property
     def reward_config(self) -> RewardConfig:
@@ -805,3 +1020,33 @@ def _stream_handle(stream: Any) -> int:
 
 
 _LEGACY_DEFAULT_STREAM = 1  # cudaStreamLegacy
+
+
+def _state_dtype_error(sim: SimManager, what: str, records: np.ndarray) -> Exception:
+    """The error for records whose dtype is not ``sim.state_dtype``: ``ValueError`` naming the
+    configuration field that differs when they are state records of another configuration (a
+    different ``num_agents`` changes the record's size), else ``TypeError``."""
+    got = records.dtype
+    header = ("state_version", "rules_version", "num_agents")  # the fields every layout starts with
+    if got.names is not None and all(name in got.names for name in header) and records.size:
+        mine, theirs = sim.get_state([0]).reshape(()), records.reshape(-1)[0]
+        for name in header:
+            if int(theirs[name]) != int(mine[name]):
+                return ValueError(
+                    f"{what}[0] belongs to another configuration: its {name} is {int(theirs[name])}, this "
+                    f"manager's {int(mine[name])} (a state moves only between managers of the same configuration)"
+                )
+    size = sim.state_dtype.itemsize
+    shown = (
+        got.str
+        if got.names is None
+        else f"records of another layout ({got.itemsize} bytes; the manager's: {size})"
+    )
+    return TypeError(f"{what} must be records of the manager's state_dtype (from get_state()), got {shown}")
+
+
+def _rebuild(options: dict[str, Any], snapshot: Mapping[str, np.ndarray]) -> SimManager:
+    """Unpickles a :class:`SimManager` (see ``SimManager.__reduce__``)."""
+    sim = SimManager(**options)
+    sim.restore(snapshot)
+    return sim

@@ -13,6 +13,12 @@ observations, rewards and flags never leave the device, and ``_DeviceEpisodeStat
 statistics gymnasium's ``RecordEpisodeStatistics`` would give from the returned tensors, handing
 them to the host once per rollout.
 
+Under ``torchrun`` each process is one rank of a distributed run (``escape_room_env.distributed``):
+rank r steps its share of the ``num_envs`` agents, in worlds that continue the global seed
+numbering, and the ranks average their gradients every minibatch, so every rank holds the same
+parameters after every update; rank 0 alone prints and writes the run folder. Without torchrun no
+process group exists and none of this runs.
+
 ``policy.pt`` holds only tensors and plain values (dict, str, int, float, bool, None), and
 ``load_agent`` reads it with ``torch.load(weights_only=True)``: a file holding anything else,
 such as a pickle that would run code, is refused before any of it runs.
@@ -46,63 +52,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("escape_room_env.ppo needs PyTorch: pip install torch (pick your build)") from exc
 
 from escape_room_env.action import NUM_CHOICES
+from escape_room_env.distributed import Ranks
+from escape_room_env.ppo_args import Args
 from escape_room_env.vector_env import EscapeRoomVectorEnv
+from escape_room_env.wrappers import RecordActions
 
 __all__ = ["Agent", "Args", "TrainResult", "compute_advantages", "load_agent", "train"]
-
-
-@dataclasses.dataclass
-class Args:
-    """Training configuration; every field is a command-line flag of ``escape-room train``."""
-
-    seed: int = 1
-    """Seed of the worlds (world w uses seed + w), of torch and of action sampling."""
-    num_envs: int = 1024
-    """Agents stepped in parallel (num_envs / num_agents worlds)."""
-    num_agents: int = 1
-    """Agents per world."""
-    rooms: str = ""
-    """Comma-separated room types (empty: the default level)."""
-    num_threads: int = 0
-    """CPU threads of the simulator (0: all cores)."""
-    device: str = "cpu"
-    """Where the policy and the simulator run: cpu, or cuda (the rollout stays on the GPU)."""
-    total_timesteps: int = 60_000_000
-    """Agent-steps to train for."""
-    max_minutes: float = 15.0
-    """Stop after this much wall time (0: no limit)."""
-    learning_rate: float = 2.5e-4
-    """Adam learning rate."""
-    anneal_lr: bool = True
-    """Decay the learning rate linearly over total_timesteps."""
-    num_steps: int = 32
-    """Steps per env in one rollout."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """Lambda of generalised advantage estimation."""
-    num_minibatches: int = 4
-    """Minibatches per epoch."""
-    update_epochs: int = 4
-    """Optimisation epochs per rollout."""
-    clip_coef: float = 0.2
-    """PPO clipping coefficient."""
-    ent_coef: float = 0.01
-    """Entropy bonus coefficient."""
-    vf_coef: float = 0.5
-    """Value loss coefficient."""
-    max_grad_norm: float = 0.5
-    """Gradient clipping norm."""
-    hidden: int = 128
-    """Width of the two hidden layers of actor and critic."""
-    log_every: int = 10
-    """Print a log line every this many updates (0: never)."""
-    progress_bar: bool = True
-    """Show a tqdm progress bar."""
-    save_dir: str | None = "runs"
-    """Where to write the run folder (policy.pt, progress.csv, args.json); empty: don't save."""
-    run_name: str = ""
-    """Run folder name (default: escape_room_<seed>_<time>)."""
 
 
 def _layer(inp: int, out: int, std: float = float(np.sqrt(2))) -> nn.Linear:
@@ -141,7 +96,7 @@ class Agent(nn.Module):
         return self.critic(obs).squeeze(-1)
 
     def get_action_and_value(self, obs: torch.Tensor, action: torch.Tensor | None = None):
-        logits = torch.split(self.actor(obs), self.nvec, dim=-1)
+        logits = self.actor(obs).split(self.nvec, dim=-1)
         dists = [Categorical(logits=part) for part in logits]
         if action is None:
             action = torch.stack([d.sample() for d in dists], dim=-1)
@@ -151,7 +106,7 @@ class Agent(nn.Module):
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action (for evaluation and replays)."""
-        logits = torch.split(self.actor(obs), self.nvec, dim=-1)
+        logits = self.actor(obs).split(self.nvec, dim=-1)
         return torch.stack([part.argmax(-1) for part in logits], dim=-1)
 
 
@@ -168,12 +123,17 @@ class TrainResult:
     first_door_rate: float
     seconds: float
     run_dir: Path | None
+    rank: int = 0
+    """This process's rank (0 without torchrun); ``run_dir`` is None on the others."""
+    world_size: int = 1
+    """Ranks in the run; the statistics above are theirs together."""
 
 
 class _EpisodeLog:
     """Statistics of the most recent finished episodes, filled by ``_DeviceEpisodeStats.flush``."""
 
     def __init__(self, window: int = 1000):
+        self.window = window
         self.returns: collections.deque[float] = collections.deque(maxlen=window)
         self.progress: collections.deque[float] = collections.deque(maxlen=window)
         self.escaped: collections.deque[bool] = collections.deque(maxlen=window)
@@ -248,11 +208,15 @@ class _DeviceEpisodeStats:
         self.after_done.copy_(self.done[t])
         self.rows = t + 1
 
-    def flush(self, log: _EpisodeLog) -> None:
+    def flush(self, log: _EpisodeLog, ranks: Ranks | None = None) -> None:
         """Hands the episodes that ended in rows 0..t to ``log`` (in step, then env order) and
-        starts the next rollout at row 0."""
+        starts the next rollout at row 0. In a distributed run, those of every rank: in step, then
+        rank, then env order, which is the order of one process stepping all the worlds."""
         done = self.done[: self.rows]
-        window = log.returns.maxlen
+        window = log.window
+        if ranks is not None and ranks.distributed:
+            self._flush_all_ranks(log, ranks, done, window)
+            return
         returns, progress, escaped, door = (
             values[: self.rows][done][-window:].tolist()
             for values in (self.returns, self.progress, self.escaped, self.door)
@@ -260,35 +224,66 @@ class _DeviceEpisodeStats:
         log.extend(int(done.sum()), returns, progress, escaped, door)
         self.rows = 0
 
+    def _flush_all_ranks(self, log: _EpisodeLog, ranks: Ranks, done: torch.Tensor, window: int) -> None:
+        step = torch.arange(self.rows, device=done.device).unsqueeze(1).expand_as(done)
+        columns = (step, self.returns, self.progress, self.escaped, self.door)
+        rows = torch.stack([values[: self.rows][done].double() for values in columns], dim=1)[-window:]
+        count, table = ranks.gather_rows(int(done.sum()), rows.cpu())
+        table = table[torch.sort(table[:, 0], stable=True).indices][-window:]  # rank order within a step
+        returns, progress = table[:, 1].tolist(), table[:, 2].tolist()
+        log.extend(count, returns, progress, (table[:, 3] > 0).tolist(), (table[:, 4] > 0).tolist())
+        self.rows = 0
+
 
 def train(args: Args) -> TrainResult:
     """Trains a PPO policy on the escape room and returns it with its final statistics.
 
     The simulator runs on ``args.device`` and returns torch tensors there (on the CPU too).
-    Invalid ``args`` raise ``ValueError`` before anything runs.
+    Invalid ``args`` raise ``ValueError`` before anything runs. Under torchrun this process is one
+    rank (module docstring); a rank that loses the others raises
+    :class:`~escape_room_env.distributed.DistributedError`.
     """
     _check_args(args)
-    device = _torch_device(args.device)
-    torch.manual_seed(args.seed)
+    ranks = Ranks.from_environment()
+    if ranks.distributed and args.num_envs % (ranks.world_size * args.num_agents):
+        raise ValueError(
+            f"num_envs={args.num_envs} must split into whole worlds among {ranks.world_size} ranks: "
+            f"a multiple of {ranks.world_size} x num_agents={args.num_agents}"
+        )
+    requested = _torch_device(args.device)
+    device = ranks.device(requested)
+    with ranks.connected(requested, args.dist_timeout):
+        return _train(args, ranks, device)
+
+
+def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
+    """``train`` on this rank: its share of the agents, on ``device``."""
+    torch.manual_seed(args.seed + ranks.rank)
     rooms = [r.strip() for r in args.rooms.split(",") if r.strip()] or None
-    envs = EscapeRoomVectorEnv(
-        args.num_envs,
+    n, steps = args.num_envs // ranks.world_size, args.num_steps
+    # World w of the run has the seed seed + w on whichever rank steps it: rank r's first world
+    # is r times a rank's number of worlds.
+    seed = args.seed + ranks.rank * (n // args.num_agents)
+    simulator = EscapeRoomVectorEnv(
+        n,
         num_agents=args.num_agents,
         rooms=rooms,
         device=device,
-        seed=args.seed,
-        num_threads=args.num_threads or None,
+        seed=seed,
+        num_threads=ranks.simulator_threads(args.num_threads),
         copy=False,
         torch_outputs=True,
     )
-    obs_dim = envs.single_observation_space.shape[0]
+    obs_dim = simulator.single_observation_space.shape[0]
+    envs = RecordActions(simulator, ranks.file_name(args.record)) if args.record else simulator
     agent = Agent(obs_dim, args.hidden).to(device)
+    ranks.broadcast_parameters(agent)  # rank 0's initialisation everywhere
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
 
-    n, steps = args.num_envs, args.num_steps
-    batch_size = n * steps
+    batch_size = n * steps  # this rank's share of an update
+    global_batch_size = batch_size * ranks.world_size
     minibatch_size = max(1, batch_size // args.num_minibatches)
-    num_updates = max(1, args.total_timesteps // batch_size)
+    num_updates = max(1, args.total_timesteps // global_batch_size)
     obs_buf = torch.zeros((steps, n, obs_dim), device=device)
     act_buf = torch.zeros((steps, n, 3), dtype=torch.long, device=device)
     logp_buf = torch.zeros((steps, n), device=device)
@@ -298,17 +293,19 @@ def train(args: Args) -> TrainResult:
     valid_buf = torch.zeros((steps, n), device=device)
     val_buf = torch.zeros((steps, n), device=device)
 
-    run_dir = _prepare_run_dir(args)
+    leader = ranks.rank == 0  # prints, and writes the run folder
+    run_dir = _prepare_run_dir(args, ranks.world_size) if leader else None
     curve = _Curve(run_dir)
     log = _EpisodeLog()
     episode_stats = _DeviceEpisodeStats(steps, n, device)
     # The core's observation buffer as a tensor (copy=False): every step rewrites it in place.
-    next_obs, _ = envs.reset(seed=args.seed)
+    next_obs, _ = envs.reset(seed=seed)
+    assert isinstance(next_obs, torch.Tensor)  # torch_outputs=True: every result is a tensor
     # True where the previous step ended the env's episode: this step is NEXT_STEP's reset step.
     resetting = torch.zeros(n, device=device)
     global_step = 0
     start = time.perf_counter()
-    bar = _progress_bar(args, num_updates * batch_size)
+    bar = _progress_bar(args, num_updates * global_batch_size) if leader else None
 
     for update in range(1, num_updates + 1):
         if args.anneal_lr:
@@ -321,11 +318,13 @@ def train(args: Args) -> TrainResult:
             act_buf[t], logp_buf[t], val_buf[t] = action, logprob, value
             # The action tensor goes to the core where it is; the results are tensors there.
             _, reward, terminated, truncated, infos = envs.step(action)
+            assert isinstance(reward, torch.Tensor) and isinstance(terminated, torch.Tensor)
+            assert isinstance(truncated, torch.Tensor)
             episode_stats.add(t, reward, terminated, truncated, infos)
             rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, episode_stats.done[t]
             resetting = done_buf[t]
-        global_step += batch_size
-        episode_stats.flush(log)
+        global_step += global_batch_size
+        episode_stats.flush(log, ranks)
 
         with torch.no_grad():
             next_value = agent.get_value(next_obs)
@@ -356,20 +355,21 @@ def train(args: Args) -> TrainResult:
                 loss = ((pg + args.vf_coef * v_loss - args.ent_coef * entropy) * valid).sum() / count
                 optimizer.zero_grad()
                 loss.backward()
+                ranks.average_gradients(agent.parameters())
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()
 
-        elapsed = time.perf_counter() - start
+        elapsed = ranks.max(time.perf_counter() - start)  # the slowest rank's: all stop together
         stats = log.summary()
         curve.add(global_step, elapsed, stats)
         if bar is not None:
-            bar.update(batch_size)
+            bar.update(global_batch_size)
             bar.set_postfix(
                 sps=f"{global_step / elapsed:,.0f}",
                 ret=f"{stats['mean_return']:.2f}",
                 door=f"{stats['first_door_rate']:.2f}",
             )
-        if args.log_every and (update % args.log_every == 0 or update == num_updates):
+        if leader and args.log_every and (update % args.log_every == 0 or update == num_updates):
             _print(
                 f"step {global_step:>11,}  sps {global_step / elapsed:>9,.0f}  episodes {stats['episodes']:>8,}  "
                 f"return {stats['mean_return']:+.3f}  progress {stats['mean_progress']:6.2f} m  "
@@ -377,14 +377,15 @@ def train(args: Args) -> TrainResult:
                 bar,
             )
         if args.max_minutes and elapsed > args.max_minutes * 60.0:
-            _print(f"stopping after {elapsed / 60:.1f} minutes (max_minutes={args.max_minutes})", bar)
+            if leader:
+                _print(f"stopping after {elapsed / 60:.1f} minutes (max_minutes={args.max_minutes})", bar)
             break
 
     if bar is not None:
         bar.close()
     envs.close()
     stats = log.summary()
-    seconds = time.perf_counter() - start
+    seconds = ranks.max(time.perf_counter() - start)
     if run_dir is not None:
         # Tensors and plain values only, so that load_agent can read it with weights_only=True.
         checkpoint = {"state_dict": agent.state_dict(), "obs_dim": obs_dim, "args": dataclasses.asdict(args)}
@@ -395,13 +396,15 @@ def train(args: Args) -> TrainResult:
     return TrainResult(
         agent=agent,
         global_step=global_step,
-        episodes=stats["episodes"],
+        episodes=log.count,
         mean_return=stats["mean_return"],
         mean_progress=stats["mean_progress"],
         escape_rate=stats["escape_rate"],
         first_door_rate=stats["first_door_rate"],
         seconds=seconds,
         run_dir=run_dir,
+        rank=ranks.rank,
+        world_size=ranks.world_size,
     )
 
 
@@ -511,6 +514,8 @@ def _check_args(args: Args) -> None:
             raise ValueError(f"{name} must be >= 0, got {value}")
     if not (math.isfinite(args.learning_rate) and args.learning_rate >= 0):
         raise ValueError(f"learning_rate must be a finite number >= 0, got {args.learning_rate}")
+    if not (math.isfinite(args.dist_timeout) and args.dist_timeout > 0):
+        raise ValueError(f"dist_timeout must be a finite number > 0, got {args.dist_timeout}")
 
 
 def _torch_device(name: str) -> torch.device:
@@ -550,13 +555,14 @@ class _Curve:
             self._file.close()
 
 
-def _prepare_run_dir(args: Args) -> Path | None:
+def _prepare_run_dir(args: Args, world_size: int) -> Path | None:
     if not args.save_dir:
         return None
     name = args.run_name or f"escape_room_{args.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(args.save_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "args.json").write_text(json.dumps(dataclasses.asdict(args), indent=2))
+    settings = {**dataclasses.asdict(args), "world_size": world_size}
+    (run_dir / "args.json").write_text(json.dumps(settings, indent=2))
     return run_dir
 
 

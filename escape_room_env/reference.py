@@ -966,7 +966,7 @@ _RAY_TABLE = [sincos(f32(k) * (TWO_PI / f32(LIDAR_RAYS))) for k in range(LIDAR_R
 
 def _ray_box(ox, oy, dx, dy, min_x, min_y, max_x, max_y):
     """Distance along the ray to an AABB (0 from inside), or None."""
-    t_near, t_far = -np.inf, np.inf
+    t_near, t_far = f32(-np.inf), f32(np.inf)
     for o, d, lo, hi in ((ox, dx, min_x, max_x), (oy, dy, min_y, max_y)):
         if d == _ZERO:  # parallel to the slab: inside it everywhere or nowhere
             if o < lo or o > hi:

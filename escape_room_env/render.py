@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from escape_room_env import _core
 from escape_room_env.levels import CompiledLevel
 
 __all__ = [
@@ -49,9 +50,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "heading": (255, 255, 255),
 }
 
-_AGENT_RADIUS = 1.0
-_CUBE_HALF = 1.5
-_BUTTON_HALF = 0.65
+_AGENT_RADIUS, _CUBE_HALF, _BUTTON_HALF = _core.BODY_SIZES  # metres: a disc's radius, squares' half-sides
 
 
 @dataclasses.dataclass
@@ -98,7 +97,7 @@ class Scene:
         agents = state("agent_pos")[world].copy()
         cubes = state("cube_pos")[world, :num_cubes].copy()
         buttons = state("level_button_pos")[world, :num_buttons].copy()
-        pressed = _pressed(buttons, agents, cubes)
+        pressed = (int(sim.pressed_buttons()[world]) >> np.arange(num_buttons) & 1).astype(bool)
         return cls(
             walls=statics[door_of < 0].copy(),
             doors=doors,
@@ -120,19 +119,6 @@ class Scene:
             float(boxes[:, 2].max()),
             float(boxes[:, 3].max()),
         )
-
-
-def _pressed(buttons: np.ndarray, agents: np.ndarray, cubes: np.ndarray) -> np.ndarray:
-    """Each button held down now: an agent disc or a cube overlaps its square (SPEC §2.4)."""
-    if len(buttons) == 0:
-        return np.zeros(0, dtype=bool)
-    nearest = np.clip(
-        agents[None, :, :], buttons[:, None, :] - _BUTTON_HALF, buttons[:, None, :] + _BUTTON_HALF
-    )
-    by_agent = (((agents[None] - nearest) ** 2).sum(-1) < _AGENT_RADIUS**2).any(1)
-    reach = _CUBE_HALF + _BUTTON_HALF
-    by_cube = (np.abs(cubes[None] - buttons[:, None]) < reach).all(-1).any(1) if len(cubes) else False
-    return np.asarray(by_agent | by_cube, dtype=bool)
 
 
 #: The longest side of a top-down picture in pixels. A scene that would be longer at the
@@ -261,10 +247,12 @@ def replay_frames(
     pixels_per_metre: float = 8.0,
     first_person: bool = False,
     max_steps: int | None = None,
+    from_step: int = 0,
 ):
     """Yields one RGB frame per recorded step of a replay file (and the start): world ``world``
     from above, with its agents' first-person images to the right when ``first_person``. The
-    replay is verified as it runs (``ReplayDivergenceError`` on a mismatch)."""
+    replay is verified as it runs (``ReplayDivergenceError`` on a mismatch). ``from_step``
+    starts after that recorded step (``max_steps`` then counts from there)."""
     from escape_room_env.manager import SimManager
 
     sim = SimManager.from_replay(path, enable_batch_renderer=first_person)
@@ -272,6 +260,10 @@ def replay_frames(
         if not 0 <= world < sim.num_worlds:
             raise ValueError(f"world {world} out of range: the replay has {sim.num_worlds} worlds")
         _, total = sim.get_replay_step_count()
+        if not 0 <= from_step <= total:
+            raise ValueError(f"from_step {from_step} is outside the recording (0..{total})")
+        sim.seek(from_step)
+        total -= from_step
         total = total if max_steps is None else min(total, max_steps)
 
         def frame() -> np.ndarray:

@@ -73,6 +73,7 @@ from escape_room_env.config import AUTORESET_FROM_CODE, ROOM_TYPES, RewardConfig
 from escape_room_env.errors import EscapeRoomError, ReplayDivergenceError, ReplayFormatError
 from escape_room_env.levels import Level, LevelWarning, compile_level
 
+fcntl: types.ModuleType | None
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -168,7 +169,7 @@ class StepRecord:
     """int8 [W, A, 3]: move_amount, move_angle, rotate, already clamped to their ranges."""
 
     __eq__ = _array_fields_equal
-    __hash__ = None  # holds arrays
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds arrays (object's is a method)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -186,7 +187,7 @@ class ResetRecord:
     """uint64 [W], the seed of each masked world (0 elsewhere), or None: no reseed."""
 
     __eq__ = _array_fields_equal
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds arrays
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -206,7 +207,7 @@ class HashRecord:
     """uint64 [W]: the digest of each world's exported outputs (rewards, flags, observations)."""
 
     __eq__ = _array_fields_equal
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable: holds arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +243,8 @@ class ReplayMetadata:
     episode_len: int
     """Steps per episode before truncation."""
     seed: int
-    """The manager's ``rand_seed``."""
+    """The seed the recording reseeded the worlds with (world w: seed + w), or the manager's
+    ``rand_seed`` for a recording with ``continue_episodes=True``."""
     num_steps: int
     """STEP records readable (all of them in a complete file)."""
     autoreset_mode: AutoresetMode
@@ -707,6 +709,20 @@ class ReplayFile:
             return HashRecord(int(step), _frozen_array(values[:W]), _frozen_array(values[W:]))
         return EndRecord(int(_U64.unpack_from(payload)[0]))
 
+    def checkpoint_steps(self) -> np.ndarray:
+        """The ``step`` of every HASH record, in file order: the steps after which a replay verifies
+        the state hashes and output digests (0, every ``checksum_interval`` steps, and the end).
+
+        >>> import os, tempfile, escape_room_env as er
+        >>> path = os.path.join(tempfile.mkdtemp(), "checkpoints.bin")
+        >>> with er.SimManager(num_worlds=1) as sim, sim.recording(path, seed=0, checksum_interval=2):
+        ...     sim.step(nstep=5)
+        >>> with ReplayFile(path) as replay:
+        ...     replay.checkpoint_steps().tolist()
+        [0, 2, 4, 5]
+        """
+        return self._steps[self._kinds == _HASH].copy()
+
     def records(self) -> Iterator[Record]:
         """Every record, decoded, in file order."""
         for i in range(len(self._offsets)):
@@ -783,6 +799,11 @@ class ReplayPlayer:
     ([False, False, True], (3, 3))
     """
 
+    #: Memory the seek snapshots may take (bytes, all snapshots together).
+    SNAPSHOT_BUDGET = 256 << 20
+    #: Most snapshots kept: a seek replays at most ``total / MAX_SNAPSHOTS`` steps.
+    MAX_SNAPSHOTS = 64
+
     def __init__(self, core: _core.Manager, replay: ReplayFile):
         version = replay.metadata.rules_version
         if version != _core.RULES_VERSION:
@@ -795,26 +816,42 @@ class ReplayPlayer:
         self.total = replay.num_steps
         self.current = 0
         self.verified = 0  # checkpoints that matched
-        self._records: Iterator[Record] = iter(replay.records())
-        self._next = next(self._records, None)
+        self._i = 0  # the next record to read
+        self._count = len(replay)
         meta = replay.metadata
         core.start_episodes(
             np.asarray(meta.world_seeds, dtype=np.uint64), np.asarray(meta.world_episodes, dtype=np.uint32)
         )
         core.host_write("reset", np.zeros(meta.num_worlds, np.int32))
         core.chain_outputs_for_replay(True)  # from this first state on, as the recording did
-        while isinstance(self._next, HashRecord) and self._next.step == 0:
+        while isinstance(self._peek(), HashRecord) and self._peek().step == 0:  # type: ignore[union-attr]
             self._verify(self._take())
+        # Snapshots for seek(): the state after step k (k a multiple of `_every`), taken on the way.
+        record_bytes = core.state_fields()[1] * meta.num_worlds + 8 * meta.num_worlds
+        kept = max(2, min(self.MAX_SNAPSHOTS, self.SNAPSHOT_BUDGET // max(record_bytes, 1)))
+        self._every = max(1, -(-self.total // kept))
+        self._snapshots: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+        self._snapshot()
+
+    def _peek(self) -> Record | None:
+        return self.replay.record(self._i) if self._i < self._count else None
 
     def _take(self) -> Record | None:
-        record, self._next = self._next, next(self._records, None)
+        record = self._peek()
+        self._i += record is not None
         return record
+
+    def _snapshot(self) -> None:
+        if self.current % self._every == 0 and self.current not in self._snapshots:
+            states = self.core.get_state(np.arange(self.replay.metadata.num_worlds, dtype=np.int32))
+            chains = self.core.output_digests(replay=True)
+            self._snapshots[self.current] = (self._i, states, chains)
 
     def advance(self) -> bool:
         """Applies the next recorded step (and the resets before it); True after the last one."""
         if self.current >= self.total:
             raise EscapeRoomError(f"the replay is finished: all {self.total} recorded steps were replayed")
-        while not isinstance(self._next, StepRecord):
+        while not isinstance(self._peek(), StepRecord):
             self._apply(self._take())
         record = self._take()
         assert isinstance(record, StepRecord)
@@ -824,11 +861,30 @@ class ReplayPlayer:
         self.current += 1
         last = self.current == self.total
         # The checkpoints of this step; after the last step, also the resets recorded before the end.
-        while self._next is not None and (
-            isinstance(self._next, HashRecord) or (last and isinstance(self._next, ResetRecord))
+        while (nxt := self._peek()) is not None and (
+            isinstance(nxt, HashRecord) or (last and isinstance(nxt, ResetRecord))
         ):
             self._apply(self._take())
+        self._snapshot()
         return last
+
+    def seek(self, step: int) -> None:
+        """Positions the replay after recorded step ``step`` (0: before the first step), forwards
+        or backwards: it restores the nearest snapshot at or before ``step`` (taken every
+        ``total / 64`` steps on the way) and replays from there, verifying checkpoints as
+        :meth:`advance` does. The outputs and the state are those the recording had at that step.
+        """
+        if not 0 <= step <= self.total:
+            raise IndexError(f"seek: step {step} is outside the recording (0..{self.total})")
+        if step < self.current or step - self.current > self._every:
+            base = max((k for k in self._snapshots if k <= step), default=0)
+            if base > self.current or step < self.current:
+                index, states, chains = self._snapshots[base]
+                self.core.set_replay_state(states, chains)
+                self.core.host_write("reset", np.zeros(self.replay.metadata.num_worlds, np.int32))
+                self._i, self.current = index, base
+        while self.current < step:
+            self.advance()
 
     def _apply(self, record: Record | None) -> None:
         if isinstance(record, ResetRecord):

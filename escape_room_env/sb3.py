@@ -21,6 +21,7 @@ from escape_room_env.vector_env import EscapeRoomVectorEnv
 __all__ = ["EscapeRoomVecEnv"]
 
 _INFO_KEYS = tuple(INFOS)  # progress, termination_reason, elapsed_step, doors_opened
+_NUMPY_ONLY = "SB3 steps numpy arrays: adapt a vector env without torch_outputs"
 
 
 class EscapeRoomVecEnv(VecEnv):
@@ -102,6 +103,8 @@ class EscapeRoomVecEnv(VecEnv):
             problems.append("copy=False (needs copy=True: SB3 keeps the arrays it is given)")
         if vector_env.device != "cpu":
             problems.append(f"device={vector_env.device!r} (needs 'cpu': SB3 steps numpy arrays)")
+        elif vector_env.torch_outputs:
+            problems.append("torch_outputs=True (needs numpy outputs: SB3 steps numpy arrays)")
         if problems:
             raise ValueError("EscapeRoomVecEnv cannot adapt this vector env: " + "; ".join(problems))
         self = cls.__new__(cls)
@@ -133,6 +136,7 @@ class EscapeRoomVecEnv(VecEnv):
                 )
             kwargs["options"] = dict(first)
         obs, infos = self.vector_env.reset(**kwargs)
+        assert isinstance(obs, np.ndarray), _NUMPY_ONLY
         self._reset_seeds()
         self._reset_options()
         columns = [infos[key].tolist() for key in _INFO_KEYS]
@@ -148,6 +152,8 @@ class EscapeRoomVecEnv(VecEnv):
             raise RuntimeError("step_wait() called without a pending step_async(actions)")
         obs, rewards, terminated, truncated, infos = self.vector_env.step(actions)
         dones = terminated | truncated
+        assert isinstance(obs, np.ndarray) and isinstance(rewards, np.ndarray), _NUMPY_ONLY
+        assert isinstance(dones, np.ndarray), _NUMPY_ONLY
         final_info = infos.get("final_info")
         columns = []
         for key in _INFO_KEYS:

@@ -6,12 +6,15 @@ owner, so the memory outlives the manager); this class gives it the seed's inter
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from escape_room_env import _core
 from escape_room_env.errors import EscapeRoomError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Tensor"]
 
@@ -67,7 +70,7 @@ class Tensor:
             raise EscapeRoomError("to_numpy() needs a CPU tensor; this one is on the GPU (use to_torch())")
         return self._array.numpy()
 
-    def to_torch(self) -> Any:
+    def to_torch(self) -> torch.Tensor:
         """A torch tensor sharing memory with the simulation, on the simulation's device."""
         return self._array.torch()
 

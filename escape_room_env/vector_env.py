@@ -12,18 +12,20 @@ line of it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from escape_room_env import spaces
+from escape_room_env import _core, spaces
 from escape_room_env._env_common import (
     INFOS,
     TopDownFrames,
     check_render_mode,
+    exclusive,
     export,
     import_torch,
     join_rgbd,
@@ -36,6 +38,9 @@ from escape_room_env.config import RewardConfig, as_int, parse_autoreset
 from escape_room_env.manager import ExecMode, SimManager
 
 if TYPE_CHECKING:
+    import torch
+    from gymnasium.spaces import Box, MultiDiscrete
+
     from escape_room_env._env_common import Array
 
 __all__ = ["EscapeRoomVectorEnv"]
@@ -92,6 +97,8 @@ class EscapeRoomVectorEnv(VectorEnv):
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
+    single_observation_space: Box
+    single_action_space: MultiDiscrete
 
     def __init__(
         self,
@@ -114,13 +121,13 @@ class EscapeRoomVectorEnv(VectorEnv):
         render_mode: str | None = None,
         torch_outputs: bool = False,
     ):
+        options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         num_envs = as_int("num_envs", num_envs)
         num_agents = as_int("num_agents", num_agents)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if not 1 <= num_agents <= 4:
-            raise ValueError(f"num_agents must be between 1 and 4, got {num_agents}")
-        if num_envs % num_agents:
+        valid_agents = 1 <= num_agents <= _core.MAX_AGENTS  # else the core names the bad value
+        if valid_agents and num_envs % num_agents:
             raise ValueError(
                 f"num_envs={num_envs} must be a multiple of num_agents={num_agents} "
                 "(env i is agent i % num_agents of world i // num_agents)"
@@ -131,7 +138,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         if torch_outputs:
             import_torch()  # before any allocation on the GPU
         sim = make_sim(
-            num_envs // num_agents,
+            num_envs // num_agents if valid_agents else num_envs,
             autoreset_mode=parse_autoreset(autoreset_mode, True),
             device=device,
             obs_mode=obs_mode,
@@ -154,6 +161,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             render_mode=render_mode,
             torch_outputs=torch_outputs,
         )
+        self._options = options
 
     def _bind(
         self,
@@ -170,6 +178,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         num_envs = sim.num_worlds * sim.num_agents
         mode = sim.autoreset_mode
         self.sim = sim
+        self._busy = threading.Lock()  # see _env_common.exclusive
         self.num_envs = num_envs
         self.num_agents = sim.num_agents
         self.num_worlds = sim.num_worlds
@@ -201,8 +210,9 @@ class EscapeRoomVectorEnv(VectorEnv):
             self._all_envs = _read_only(np.ones(num_envs, dtype=np.bool_))
             self._running = _read_only(np.full(num_envs, -1, dtype=np.int32))
             self._action_type, self._action_dtypes = np.ndarray, (np.int64, np.int32)
-            self._fresh = np.ndarray.copy
-            self._new_obs = functools.partial(np.empty, obs_rows, np.float32)
+            # Every view is numpy here (torch below): the copier only ever sees numpy arrays.
+            self._fresh = cast("Callable[[Array], Array]", np.ndarray.copy)
+            self._new_obs: Callable[[], Array] = functools.partial(np.empty, obs_rows, np.float32)
         else:
             torch = self._torch
             self._torch_device = dev = self._rewards.device
@@ -214,12 +224,25 @@ class EscapeRoomVectorEnv(VectorEnv):
             self._fresh = torch.Tensor.clone
             self._new_obs = functools.partial(torch.empty, obs_rows, dtype=torch.float32, device=dev)
         self._share_masks = self._torch is None or not self.copy
-        self._step_actions = sim.step_actions
+        # The core takes numpy or torch (any DLPack) arrays; its stub names only numpy arrays.
+        self._step_actions = cast("Callable[[Array, bool, Array | None], int]", sim.step_actions)
+        if sim.exec_mode is ExecMode.CUDA:
+            # The core reads the actions on the simulator's stream: first let the work queued on
+            # the caller's current stream (the policy that wrote them) finish. The step itself
+            # returns finished, so its results are complete on every stream.
+            current_stream, core_step = import_torch().cuda.current_stream, self._step_actions
+            gpu = self._rewards.device
+
+            def step_after_callers_stream(actions: Array, refuse_done: bool, obs_out: Array | None) -> int:
+                current_stream(gpu).synchronize()
+                return core_step(actions, refuse_done, obs_out)
+
+            self._step_actions = step_after_callers_stream
         self._refuse_done = mode is AutoresetMode.DISABLED
         self._same_step = mode is AutoresetMode.SAME_STEP
         self._copy_vector_obs = self.copy and obs_mode == "vector"
-        self._zero_copy_views = None
-        if not self.copy and not self._same_step and self._rgbd is None:
+        self._zero_copy_views: tuple[Array, Array, Array, Array] | None = None
+        if not self.copy and not self._same_step and self._obs is not None:  # (None with "rgbd")
             self._zero_copy_views = (self._obs, self._rewards, self._terminated, self._truncated)
             self._zero_copy_infos = self._infos(self._all_envs)
 
@@ -227,8 +250,21 @@ class EscapeRoomVectorEnv(VectorEnv):
     def autoreset_mode(self) -> AutoresetMode:
         return self.metadata["autoreset_mode"]
 
+    @property
+    def torch_outputs(self) -> bool:
+        """True when steps return torch tensors (``torch_outputs=True``, or any CUDA env)."""
+        return self._torch is not None
+
+    def __reduce__(self) -> tuple:
+        """Pickles and copies (``copy.deepcopy``) through the simulator's state: an independent
+        twin whose continuation equals this env's (gymnasium's ``np_random`` included)."""
+        if self.closed:
+            raise ValueError("a closed EscapeRoomVectorEnv cannot be copied")
+        return (_rebuild, (type(self), self._options, self.sim.snapshot(), _random_state(self)))
+
     # -- gymnasium API ----------------------------------------------------------------------
 
+    @exclusive
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Array, dict[str, Any]]:
@@ -259,7 +295,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             self.sim.reset_worlds(world_mask, seeds=int(seed))  # first: a bad seed changes nothing
             super().reset(seed=int(seed))
-        else:
+        elif isinstance(seed, Sequence):  # the only other kind the check above lets through
             self._reset_with_seed_list(seed, world_mask)
         if env_mask is None:
             infos = self._infos(self._all_envs)
@@ -269,6 +305,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             infos = self._infos(self._torch.as_tensor(env_mask, device=self._torch_device))
         return self._observation(), infos
 
+    @exclusive
     def step(self, actions) -> tuple[Array, Array, Array, Array, dict[str, Any]]:
         """Steps every world once; actions are (num_envs, 3) int32/int64: numpy or CPU torch,
         or with ``device="cuda"`` a tensor on the env's GPU (numpy is moved there)."""
@@ -330,20 +367,24 @@ class EscapeRoomVectorEnv(VectorEnv):
             rewards, terminated, truncated = self._rewards, self._terminated, self._truncated
         infos = self._infos(self._all_envs)
         if self._same_step:
-            if self._torch is None:
-                self._add_final_infos(infos, terminated | truncated)
+            done = terminated | truncated
+            if isinstance(done, np.ndarray):
+                self._add_final_infos(infos, done)
             else:
-                self._add_final_tensors(infos, terminated | truncated)
+                self._add_final_tensors(infos, done)
         return obs, rewards, terminated, truncated, infos
 
     def _observation(self) -> Array:
         """The observations now: the simulator's buffer (a fresh copy when ``copy``), or for
         ``"rgbd"`` always a new array joining the RGB and depth images."""
-        if self._rgbd is not None:
+        obs = self._obs
+        if obs is None:
+            assert self._rgbd is not None  # observation_views sets one of the two
             return join_rgbd(*self._rgbd)
-        return self._fresh(self._obs) if self.copy else self._obs
+        return self._fresh(obs) if self.copy else obs
 
-    def render(self) -> Sequence[np.ndarray] | None:
+    # A lazy Sequence of frames rather than VectorEnv's tuple: RecordVideo only indexes it.
+    def render(self) -> Sequence[np.ndarray] | None:  # type: ignore[override]
         """``render_mode="rgb_array"``: each env's top-down frame (its world's), rendered when
         read; None otherwise."""
         if self.render_mode != "rgb_array":
@@ -371,22 +412,26 @@ class EscapeRoomVectorEnv(VectorEnv):
             return
         index = np.flatnonzero(done)
         final_obs = np.full(self.num_envs, None, dtype=object)
+        rows = self._final_obs
+        assert isinstance(rows, np.ndarray)  # numpy outputs: every view is numpy
         for i in index:
-            final_obs[i] = self._final_obs[i].copy()
+            final_obs[i] = rows[i].copy()
         final_info: dict[str, Any] = {}
         for key, view in self._final_views.items():
+            assert isinstance(view, np.ndarray)
             values = np.zeros(self.num_envs, dtype=view.dtype)
             values[index] = view[index]
             final_info[key], final_info["_" + key] = values, done.copy()
         infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
         infos["final_info"], infos["_final_info"] = final_info, done.copy()
 
-    def _add_final_tensors(self, infos: dict[str, Any], done: Array) -> None:
+    def _add_final_tensors(self, infos: dict[str, Any], done: torch.Tensor) -> None:
         """SAME_STEP with torch outputs: ``final_obs`` as one (N, D) tensor (zero rows for the
         envs that did not finish) and ``final_info`` as tensors, zero where not finished."""
         if not done.any():
             return
         torch = self._torch
+        assert torch is not None
         final_info: dict[str, Any] = {}
         for key, view in self._final_views.items():
             final_info[key], final_info["_" + key] = torch.where(done, view, 0), done.clone()
@@ -417,12 +462,14 @@ class EscapeRoomVectorEnv(VectorEnv):
     def _as_tensor(self, actions) -> Array:
         """Torch outputs: a tensor goes to the core as it is (the core checks its device, dtype
         and shape); anything else becomes a tensor on the env's device."""
-        if isinstance(actions, self._torch.Tensor):
+        torch = self._torch
+        assert torch is not None
+        if isinstance(actions, torch.Tensor):
             return actions
         array = np.asarray(actions)
         if array.dtype != np.int64 and array.dtype != np.int32:
             raise TypeError(self._dtype_message(array.dtype))
-        return self._torch.as_tensor(array, device=self._torch_device)
+        return torch.as_tensor(array, device=self._torch_device)
 
     def _action_error(self, code: int, actions: Array) -> ValueError:
         if code <= -2:
@@ -499,3 +546,24 @@ class EscapeRoomVectorEnv(VectorEnv):
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
+
+
+_SPACES = ("action_space", "observation_space", "single_action_space", "single_observation_space")
+
+
+def _random_state(env: Any) -> dict[str, Any]:
+    """An env's random generators: gymnasium's ``np_random`` and its spaces' (``sample()``)."""
+    spaces = {name: getattr(env, name) for name in _SPACES if hasattr(env, name)}
+    return {"np_random": env.np_random.bit_generator.state, "spaces": spaces}
+
+
+def _rebuild(
+    cls: type, options: dict[str, Any], snapshot: dict[str, np.ndarray], random: dict[str, Any]
+) -> Any:
+    """Unpickles an env (see ``EscapeRoomVectorEnv.__reduce__`` and ``EscapeRoomEnv.__reduce__``)."""
+    env = cls(**options)
+    env.sim.restore(snapshot)
+    env.np_random.bit_generator.state = random["np_random"]
+    for name, space in random["spaces"].items():
+        setattr(env, name, space)
+    return env

@@ -47,7 +47,10 @@ class RecordActions(VectorWrapper):
 
     def _start(self) -> None:
         if not self._sim.is_recording():
-            self._sim.start_recording(self.path, checksum_interval=self.checksum_interval)
+            # The env's own episodes, as reset() started them: no reseeding.
+            self._sim.start_recording(
+                self.path, checksum_interval=self.checksum_interval, continue_episodes=True
+            )
 
     def reset(self, *, seed=None, options=None):
         partial = options is not None and "reset_mask" in options
@@ -119,7 +122,9 @@ class ReplayVectorEnv(EscapeRoomVectorEnv):
         sim = SimManager.from_replay(path, num_threads=num_threads)
         self._bind(sim, copy=copy, device="cpu")
         self.path = os.fspath(path)
-        self._reset_obs = self._obs.copy()
+        obs = self._obs
+        assert isinstance(obs, np.ndarray)  # a replay plays the flat observations on the CPU, as numpy
+        self._reset_obs = obs.copy()
         self._reset_infos = self._infos(self._all_envs)
 
     def reset(self, *, seed=None, options=None) -> tuple[np.ndarray, dict[str, Any]]:

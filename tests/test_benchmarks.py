@@ -24,6 +24,7 @@ import harness
 
 ENVPOOL = importlib.util.find_spec("envpool") is not None
 HEADLESS = harness.find_headless() is not None
+PUFFERLIB = importlib.util.find_spec("pufferlib") is not None  # tests/test_puffer.py says how to install it
 NO_GPU = pytest.mark.skipif(er.cuda_available(), reason="a GPU is usable here: the script would run on it")
 
 # script -> (tiny arguments, the benches it must emit: exactly these)
@@ -53,9 +54,19 @@ CASES = {
     ),
     "bench_recording.py": ("--worlds 16 --threads 1 --steps 4", {"recording_step", "recording_overhead"}),
     "bench_render.py": ("--worlds 4 --threads 1 --sizes 8", {"render_off", "render", "render_frames"}),
+    # rollout next to SimManager.step, and get_state/set_state (issue 15).
+    "bench_rollout.py": (
+        "--worlds 4 --threads 1 --horizon 4 --state-worlds 8 --steps 2",
+        {"rollout_step", "rollout_summary", "state_get_set", "state_summary"},
+    ),
     "bench_e2e.py": (
         "--worlds 4 --steps 4 --num-steps 4 --torch-threads 1",
         {"e2e_sim", "e2e_policy", "e2e_train", "e2e_summary"},
+    ),
+    # 1 and 2 local ranks of ppo.train on gloo, and the bare all-reduce (issue 17).
+    "bench_distributed.py": (
+        "--num-envs 16 --num-steps 4 --updates 1 --hidden 8 --allreduce-calls 5",
+        {"dist_train", "dist_allreduce", "dist_summary"},
     ),
     # Its flow on the CPU backend (--cpu-stub): the names a GPU run emits (issue 22).
     "bench_gpu.py": (
@@ -77,6 +88,16 @@ CASES = {
             "gpu_summary",
         }
         | ({"headless_gpu"} if HEADLESS else set()),
+    ),
+    **(
+        {
+            "bench_puffer.py": (
+                "--worlds 1 4 --emulated-worlds 1 2 --threads 2 1 --steps 4",
+                {"puffer_step", "puffer_multiprocessing_step", "puffer_emulated_step", "puffer_summary"},
+            )
+        }
+        if PUFFERLIB
+        else {}
     ),
 }
 

@@ -286,33 +286,70 @@ def test_shared_manager_raced_by_steps_and_resets_replays_exactly_from_its_recor
         np.testing.assert_array_equal(replay.observation_tensor().to_numpy(), want_obs)
 
 
-def test_shared_vector_env_stepped_from_two_threads_runs_each_step_or_raises():
-    envs = er.EscapeRoomVectorEnv(16, seed=4, num_threads=2, autoreset_mode="same_step")
-    envs.reset(seed=4)
+def make_shared_env(kind: str):
+    """An env of ``kind`` reset with seed 4, and a call that steps it once with fixed actions and
+    returns what the step gave (observations, rewards) as bytes."""
+    if kind == "single":
+        env = er.EscapeRoomEnv(seed=4, episode_len=500)
+        env.reset(seed=4)
+        action = np.array([1, 2, 3], np.int64)
+
+        def step():
+            obs, reward, *_ = env.step(action)
+            return obs.tobytes() + np.float32(reward).tobytes()
+
+        return env, step
+    if kind == "vector":
+        env = er.EscapeRoomVectorEnv(16, seed=4, num_threads=2, autoreset_mode="same_step", episode_len=500)
+    else:
+        pytest.importorskip("pufferlib")
+        from escape_room_env.puffer import EscapeRoomPufferEnv
+
+        env = EscapeRoomPufferEnv(16, seed=4, num_threads=2, episode_len=500)
+    env.reset(seed=4)
     actions = np.tile(np.array([1, 2, 3], np.int64), (16, 1))
-    ran = [0, 0]
+
+    def step():
+        obs, rewards, *_ = env.step(actions)
+        return obs.tobytes() + rewards.tobytes()
+
+    return env, step
+
+
+@pytest.mark.parametrize("kind", ["single", "vector", "puffer"])
+def test_shared_env_stepped_from_two_threads_returns_each_step_its_own_results(kind):
+    """Every call runs or raises; a call that ran returns the results of its own step, copied
+    before the other thread's next step could overwrite them (not a torn mix of two steps)."""
+    env, step = make_shared_env(kind)
+    seen: list[list[bytes]] = [[], []]
 
     def worker(k):
         def run():
-            for _ in range(200):
+            for _ in range(100):
                 try:
-                    obs = envs.step(actions)[0]
+                    seen[k].append(step())
                 except er.EscapeRoomError as e:
                     assert BUSY in str(e), str(e)
-                    continue
-                assert obs.shape == (16, 87) and np.isfinite(obs).all()
-                ran[k] += 1
 
         return run
 
     run_threads(worker(0), worker(1))
-    twin = er.EscapeRoomVectorEnv(16, seed=4, num_threads=1, autoreset_mode="same_step")
-    twin.reset(seed=4)
-    for _ in range(sum(ran)):
-        twin.step(actions)
-    assert envs.sim.step_count == sum(ran)
-    np.testing.assert_array_equal(envs.sim.state_hashes(), twin.sim.state_hashes())
-    envs.close()
+    ran = len(seen[0]) + len(seen[1])
+    assert ran > 0
+    twin, twin_step = make_shared_env(kind)
+    want = [twin_step() for _ in range(ran)]
+    # Each thread's results are steps of the sequential run, in order.
+    for k in range(2):
+        at = 0
+        for i, got in enumerate(seen[k]):
+            while at < ran and want[at] != got:
+                at += 1
+            assert at < ran, f"thread {k}, call {i}: results of no step of the sequential run"
+            at += 1
+    # Every call that ran stepped once: the shared env ends where the sequential run does.
+    assert env.sim.step_count == twin.sim.step_count == ran
+    np.testing.assert_array_equal(env.sim.state_hashes(), twin.sim.state_hashes())
+    env.close()
     twin.close()
 
 

@@ -549,8 +549,8 @@ def test_corridor_is_solved_by_walking_straight_ahead(tmp_path):
     assert level.doors.tolist() == [[2.0, 12.0, 8.0, 14.0]] and level.exit_y == 21.0
     actions = sim.action_tensor().to_numpy()
     reason = sim.termination_reason_tensor().to_numpy()
-    hashes = [sim.state_hashes().copy()]
-    with sim.recording(path):
+    with sim.recording(path):  # reseeds with seed 0: the hashes start here
+        hashes = [sim.state_hashes().copy()]
         for k, action in enumerate(corridor_actions(), 1):
             actions[0, 0] = action
             sim.step()

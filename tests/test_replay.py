@@ -301,7 +301,7 @@ def test_recording_with_a_seed_reproduces_a_fresh_manager_with_that_rand_seed(tm
 
 
 @pytest.mark.parametrize("how", ["construction", "reseed", "reset_worlds", "reset_every_world_by_mask"])
-def test_recording_without_seed_from_episode_start_starts_fresh(tmp_path, how):
+def test_recording_that_continues_episodes_from_episode_start_starts_fresh(tmp_path, how):
     path = tmp_path / "fresh.bin"
     sim = er.SimManager(num_worlds=4, rand_seed=21, episode_len=25, num_threads=1)
     if how != "construction":
@@ -317,7 +317,7 @@ def test_recording_without_seed_from_episode_start_starts_fresh(tmp_path, how):
     before = snapshot(sim)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "reset" warning
-        sim.start_recording(path)
+        sim.start_recording(path, continue_episodes=True)
     assert_same(snapshot(sim), before, "after start_recording (nothing may change)")
     rng = np.random.default_rng(1)
     snaps = []
@@ -338,14 +338,14 @@ def test_recording_without_seed_from_episode_start_starts_fresh(tmp_path, how):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_recording_without_seed_mid_episode_resets_every_world_with_a_warning(tmp_path, mode):
+def test_recording_that_continues_episodes_mid_episode_resets_every_world_with_a_warning(tmp_path, mode):
     path = tmp_path / "mid.bin"
     sim = er.SimManager(num_worlds=4, rand_seed=5, autoreset_mode=mode, episode_len=25, num_threads=1)
     sim.step(nstep=9)
     sim.reset_worlds(np.array([True, True, True, False]))  # one world still mid-episode
     episodes = sim._state("episode").copy()
     with pytest.warns(UserWarning, match="reset"):
-        sim.start_recording(path)
+        sim.start_recording(path, continue_episodes=True)
     assert (sim.steps_remaining_tensor().to_numpy() == 25).all()
     assert (sim._state("episode") == episodes + 1).all()  # an unseeded reset: e_w += 1
     rng = np.random.default_rng(2)
@@ -451,7 +451,7 @@ def test_several_recordings_in_sequence_each_replay_their_own_segment(tmp_path):
     sim.stop_recording()
     sim.step(nstep=11)  # not recorded
     with pytest.warns(UserWarning, match="reset"):
-        sim.start_recording(tmp_path / "b.bin")
+        sim.start_recording(tmp_path / "b.bin", continue_episodes=True)
     segments["b"] = drive(sim, 45, seed=11).snaps
     sim.stop_recording()
     with sim.recording(tmp_path / "c.bin", seed=6, checksum_interval=7):
@@ -475,7 +475,7 @@ def test_recording_during_a_replay_writes_the_same_records(tmp_path):
     with er.SimManager.from_replay(first) as replay:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            replay.start_recording(second, checksum_interval=10)
+            replay.start_recording(second, checksum_interval=10, continue_episodes=True)
         while not replay.replay_step():
             pass
         assert replay.stop_recording() == 120
@@ -525,7 +525,7 @@ def test_custom_config_and_extreme_seeds_round_trip(tmp_path):
     sim.stop_recording()
     sim.close()
     meta = er.SimManager.read_replay_metadata(path)
-    assert meta.seed == 2**64 - 1
+    assert meta.seed == 2**64 - 2  # the recording's seed, not the manager's
     assert meta.world_seeds == (2**64 - 2, 2**64 - 1, 0, 1)
     assert (meta.episode_len, meta.rooms, meta.checksum_interval) == (17, ("cube_button", "button"), 7)
     assert meta.reward == dataclasses.asdict(reward)
@@ -534,7 +534,7 @@ def test_custom_config_and_extreme_seeds_round_trip(tmp_path):
         assert (replay.rooms, replay.episode_len, replay.rand_seed) == (
             ("cube_button", "button"),
             17,
-            2**64 - 1,
+            2**64 - 2,
         )
         assert replay.autoreset_mode is AutoresetMode.NEXT_STEP
     for i, got in enumerate(replay_with_manager(path)):
@@ -550,14 +550,14 @@ def test_metadata_of_a_real_recording(tmp_path):
     after = datetime.datetime.now(datetime.timezone.utc)
     meta = er.SimManager.read_replay_metadata(path)
     assert isinstance(meta, er.ReplayMetadata)
-    assert (meta.num_worlds, meta.num_agents, meta.num_steps, meta.seed) == (6, 3, 30, 77)
+    assert (meta.num_worlds, meta.num_agents, meta.num_steps, meta.seed) == (6, 3, 30, 40)
     assert meta.autoreset_mode is AutoresetMode.DISABLED
     assert (meta.rules_version, meta.format_version) == (er.RULES_VERSION, 2)
     assert (meta.checksum_interval, meta.complete, meta.start, meta.episode_len) == (13, True, "seed", 200)
     assert meta.rooms == tuple(er.default_rooms(3))
     assert meta.world_seeds == tuple(range(40, 46)) and meta.world_episodes == (0,) * 6
     assert before - datetime.timedelta(seconds=1) <= meta.created <= after
-    assert meta["num_worlds"] == 6 and meta["seed"] == 77 and meta["num_steps"] == 30
+    assert meta["num_worlds"] == 6 and meta["seed"] == 40 and meta["num_steps"] == 30
     with pytest.raises(dataclasses.FrozenInstanceError):
         meta.num_steps = 1  # type: ignore[misc]
 

@@ -9,6 +9,7 @@ later, so the twin pins what the adapter must return.
 from __future__ import annotations
 
 import doctest
+import re
 import subprocess
 import sys
 import warnings
@@ -223,6 +224,11 @@ def test_from_vector_env_wraps_same_step_copying_envs_and_refuses_others():
     with pytest.raises(ValueError, match="copy=False"):
         EscapeRoomVecEnv.from_vector_env(
             er.EscapeRoomVectorEnv(num_envs=2, autoreset_mode="same_step", copy=False, num_threads=1)
+        )
+    pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=re.escape("torch_outputs=True (needs numpy outputs")):
+        EscapeRoomVecEnv.from_vector_env(
+            er.EscapeRoomVectorEnv(num_envs=2, autoreset_mode="same_step", torch_outputs=True, num_threads=1)
         )
     with pytest.raises(TypeError):
         EscapeRoomVecEnv.from_vector_env(er.EscapeRoomEnv())

@@ -33,8 +33,8 @@ def recording(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "run.bin"
     sim = er.SimManager(num_worlds=2, num_agents=2, rand_seed=4)
     sim.action_tensor().to_numpy()[:] = (3, 0, 2)
-    frames = [picture(Scene.from_world(sim, 1))]
-    with sim.recording(path):
+    with sim.recording(path, seed=4):  # the recording starts from its own seed's first state
+        frames = [picture(Scene.from_world(sim, 1))]
         for _ in range(12):
             sim.step()
             frames.append(picture(Scene.from_world(sim, 1)))

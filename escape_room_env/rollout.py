@@ -1,0 +1,237 @@
+"""Stateless rollouts from saved states, after MuJoCo's ``rollout`` module: for planning (MCTS,
+lookahead), Go-Explore restarts and branching a replay.
+
+``rollout(sim, initial_states, actions)`` steps B copies of ``sim``'s configuration, copy b from
+``initial_states[b]`` with ``actions[b]``, and returns every step's observations, rewards and
+dones and the final states; ``sim`` itself is not touched. The work runs in the native core
+without the GIL, on a thread pool that a :class:`Rollout` keeps between calls.
+
+>>> import numpy as np, escape_room_env as er
+>>> sim = er.SimManager(num_worlds=2, rand_seed=3)
+>>> states = sim.get_state()
+>>> actions = np.zeros((2, 5, 1, 3), dtype=np.int32)  # [B, T, A, 3]
+>>> result = er.rollout(sim, states, actions)
+>>> result.observation.shape, result.reward.shape, result.final_state["steps_left"].tolist()
+((2, 5, 1, 87), (2, 5, 1), [195, 195])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+import numpy as np
+from typing_extensions import Self
+
+from escape_room_env import _core
+from escape_room_env.action import NUM_CHOICES
+from escape_room_env.manager import ExecMode, SimManager, _state_dtype_error
+
+__all__ = ["Rollout", "RolloutResult", "rollout"]
+
+_ACTION_NAMES = ("move_amount", "move_angle", "rotate")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutResult:
+    """What a rollout of B initial states over T steps gives, per copy b and step t."""
+
+    observation: np.ndarray
+    """float32 [B, T, A, D]: the observations after each step."""
+    reward: np.ndarray
+    """float32 [B, T, A]."""
+    done: np.ndarray
+    """bool [B, T, A]."""
+    final_state: np.ndarray
+    """[B] state records (``SimManager.state_dtype``) after the last step."""
+    states: np.ndarray | None = None
+    """[B, T] state records after every step, with ``return_states=True`` (else None)."""
+
+
+class Rollout:
+    """A persistent pool of simulators for :func:`rollout` calls (MuJoCo's ``Rollout``): the
+    threads and memory of a call are reused by the next one of the same configuration and
+    size. Two Python threads may call :meth:`rollout` at once (each gets a simulator of its own).
+
+    >>> import numpy as np, escape_room_env as er
+    >>> sim = er.SimManager(num_worlds=4)
+    >>> with er.Rollout(num_threads=1) as pool:
+    ...     first = pool.rollout(sim, sim.get_state(), np.ones((4, 3, 1, 3), np.int32))
+    ...     again = pool.rollout(sim, sim.get_state(), np.ones((4, 3, 1, 3), np.int32))
+    >>> bool((first.observation == again.observation).all())
+    True
+    """
+
+    def __init__(self, num_threads: int | None = None):
+        self.num_threads = num_threads
+        self._idle: dict[tuple, list[SimManager]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def rollout(
+        self,
+        sim: SimManager,
+        initial_states: np.ndarray,
+        actions: Any,
+        *,
+        return_states: bool = False,
+        out: RolloutResult | None = None,
+    ) -> RolloutResult:
+        """Steps copy b of ``sim``'s configuration from ``initial_states[b]`` with
+        ``actions[b, t]`` for t in 0..T-1; see :func:`rollout`. ``out``: the result of an earlier
+        call of the same sizes, whose arrays are filled again instead of new ones (as MuJoCo's
+        preallocated outputs: no allocation, no page faults; the earlier values are overwritten)."""
+        if not isinstance(sim, SimManager):
+            raise TypeError(f"sim must be a SimManager (the configuration to copy), got {type(sim).__name__}")
+        initial = np.asarray(initial_states)
+        if initial.dtype != sim.state_dtype:
+            raise _state_dtype_error(sim, "initial_states", initial)
+        if initial.ndim != 1 or initial.shape[0] < 1:
+            raise ValueError(
+                f"initial_states must be a 1-d array of B >= 1 records, got shape {initial.shape}"
+            )
+        batch, agents = initial.shape[0], sim.num_agents
+        plan = _check_actions(actions, batch, agents)
+        steps = plan.shape[0]
+        key = _config_key(sim, batch)
+        manager = self._take(sim, key, batch)
+        try:
+            # The core writes step-major ([T, B, ...]: each step's slice contiguous); the result's
+            # [B, T, ...] arrays are transposed views of them.
+            record = sim.state_dtype.itemsize
+            if out is None:
+                observation = np.empty((steps, batch, agents, sim.obs_dim), np.float32)
+                reward = np.empty((steps, batch, agents), np.float32)
+                done = np.empty((steps, batch, agents), np.bool_)
+                states = np.empty((steps, batch) if return_states else (batch,), sim.state_dtype)
+            else:
+                observation, reward, done, states = _reusable(out, steps, batch, agents, sim, return_states)
+            manager.rollout_into(
+                np.ascontiguousarray(initial).view(np.uint8).reshape(batch, record),
+                plan,
+                steps,
+                observation,
+                reward,
+                done,
+                states.view(np.uint8).reshape(-1),
+            )
+        finally:
+            self._give_back(key, manager)
+        return RolloutResult(
+            observation.swapaxes(0, 1),
+            reward.swapaxes(0, 1),
+            done.swapaxes(0, 1),
+            states[-1] if return_states else states,
+            states.swapaxes(0, 1) if return_states else None,
+        )
+
+    def _take(self, sim: SimManager, key: tuple, batch: int) -> SimManager:
+        with self._lock:
+            if self._closed:
+                raise _core.EscapeRoomError("this Rollout is closed; create a new one")
+            idle = self._idle.get(key)
+            if idle:
+                return idle.pop()
+        options = sim.build_options()
+        options.update(exec_mode=ExecMode.CPU, gpu_id=0, num_worlds=batch, num_threads=self.num_threads)
+        return SimManager(**options)
+
+    def _give_back(self, key: tuple, manager: SimManager) -> None:
+        with self._lock:
+            if self._closed:
+                manager.close()
+            else:
+                self._idle.setdefault(key, []).append(manager)
+
+    def close(self) -> None:
+        """Frees the pool's simulators and threads."""
+        with self._lock:
+            self._closed = True
+            managers = [m for idle in self._idle.values() for m in idle]
+            self._idle.clear()
+        for manager in managers:
+            manager.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def rollout(
+    sim: SimManager,
+    initial_states: np.ndarray,
+    actions: Any,
+    *,
+    num_threads: int | None = None,
+    return_states: bool = False,
+) -> RolloutResult:
+    """B rollouts of T steps of ``sim``'s configuration, after MuJoCo's ``rollout.rollout``.
+
+    ``initial_states``: [B] records from ``sim.get_state()`` (of ``sim`` or of any manager of the
+    same configuration); ``actions``: int array [B, T, A, 3] (move_amount, move_angle, rotate,
+    in range). Copy b starts from ``initial_states[b]`` and takes ``actions[b, t]`` at step t;
+    the result holds every step's observations, rewards and dones, and the final states (every
+    state with ``return_states``), bit for bit what a manager stepped from those states with
+    those actions shows. ``sim`` is not changed. Runs on the CPU, ``num_threads`` threads
+    (default: the cores), without the GIL; a :class:`Rollout` keeps the threads between calls.
+    """
+    with Rollout(num_threads) as pool:
+        return pool.rollout(sim, initial_states, actions, return_states=return_states)
+
+
+def _check_actions(actions: Any, batch: int, agents: int) -> np.ndarray:
+    """The actions as a C-contiguous int32 [T, B, A, 3] (step-major, as the core reads them), or
+    TypeError/ValueError naming what is wrong."""
+    if hasattr(actions, "detach") and hasattr(actions, "numpy"):  # a torch tensor
+        actions = actions.detach().cpu().numpy()
+    plan = np.asarray(actions)
+    if plan.dtype == np.bool_ or not np.issubdtype(plan.dtype, np.integer):
+        raise TypeError(f"actions must be an integer array [B, T, A, 3], got dtype {plan.dtype}")
+    if (
+        plan.ndim != 4
+        or plan.shape[0] != batch
+        or plan.shape[2] != agents
+        or plan.shape[3] != 3
+        or plan.shape[1] < 1
+    ):
+        raise ValueError(f"actions must have shape ({batch}, T, {agents}, 3) with T >= 1, got {plan.shape}")
+    for c, (name, limit) in enumerate(zip(_ACTION_NAMES, NUM_CHOICES)):
+        column = plan[..., c]
+        bad = np.flatnonzero((column < 0) | (column >= limit))
+        if bad.size:
+            b, t, a = np.unravel_index(int(bad[0]), column.shape)
+            raise ValueError(
+                f"actions[{b}, {t}, {a}, {c}] ({name}) is {int(column[b, t, a])}, expected 0 <= {name} < {limit}"
+            )
+    return np.ascontiguousarray(plan.swapaxes(0, 1), dtype=np.int32)
+
+
+def _reusable(
+    out: RolloutResult, steps: int, batch: int, agents: int, sim: SimManager, every: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The step-major buffers behind an earlier result, checked to fit this call."""
+    if not isinstance(out, RolloutResult):
+        raise TypeError(f"out must be the RolloutResult of an earlier call, got {type(out).__name__}")
+    buffers = (out.observation.swapaxes(0, 1), out.reward.swapaxes(0, 1), out.done.swapaxes(0, 1))
+    states = out.states.swapaxes(0, 1) if every and out.states is not None else out.final_state
+    wanted = ((steps, batch, agents, sim.obs_dim), (steps, batch, agents), (steps, batch, agents))
+    fits = all(b.shape == s and b.flags.c_contiguous for b, s in zip(buffers, wanted))
+    fits = fits and states.dtype == sim.state_dtype and states.flags.c_contiguous
+    fits = fits and states.shape == ((steps, batch) if every else (batch,))
+    if not fits:
+        raise ValueError(
+            "out does not fit this call: pass the result of a call with the same sim, sizes and return_states"
+        )
+    return (*buffers, states)
+
+
+def _config_key(sim: SimManager, batch: int) -> tuple:
+    options = sim.build_options()
+    options.pop("num_threads", None)
+    options.pop("exec_mode", None)
+    options.pop("gpu_id", None)
+    options["num_worlds"] = batch
+    return tuple(sorted((k, repr(v)) for k, v in options.items()))
