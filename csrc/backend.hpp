@@ -40,9 +40,10 @@ SimState bind_state(const SimState& cfg, void* base);
 // What a step takes from and hands to the caller besides the tensors, in the backend's memory
 // (host for CPU, the manager's GPU for CUDA):
 // - actions (optional, already validated): rows of (move_amount, move_angle, rotate), one per
-//   agent, int32 or int64. They are copied into the action tensor, so the tensor afterwards
-//   holds what the step used, as if written there first; a host backend reads int32 rows
-//   straight from here, so a thread writing the tensor meanwhile cannot change the step.
+//   agent, int32 or int64; with `flat`, one Discrete index per agent instead (decode_flat_action).
+//   They are copied (decoded) into the action tensor, so the tensor afterwards holds what the
+//   step used, as if written there first; a host backend reads int32 rows straight from here,
+//   so a thread writing the tensor meanwhile cannot change the step.
 // - reset_flags (optional, host backends): [W] flags the step reads instead of the reset
 //   tensor (the caller took them from it); the step clears those it consumes.
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
@@ -60,9 +61,21 @@ enum class Observe : int32_t {
     None = 2,      // no step: the caller steps on, or calls write_observations() if it stops
 };
 
+// The Discrete action (gymnasium's Discrete(160), action_mode="discrete"): one index per agent,
+// the C-order ravel of (move_amount, move_angle, rotate) over their choices (4, 8, 5), as
+// numpy.ravel_multi_index(row, (4, 8, 5)): index = (move_amount * 8 + move_angle) * 5 + rotate.
+constexpr int32_t kNumFlatActions = kNumMoveAmounts * kNumMoveAngles * kNumRotates;
+ER_HD inline void decode_flat_action(int64_t index, int32_t* row)
+{
+    row[0] = (int32_t)(index / (kNumMoveAngles * kNumRotates));
+    row[1] = (int32_t)(index / kNumRotates % kNumMoveAngles);
+    row[2] = (int32_t)(index % kNumRotates);
+}
+
 struct StepRequest {
     const void* actions = nullptr;
     bool int64 = false;
+    bool flat = false;  // actions are Discrete indices (one per agent), not rows of 3
     int32_t* reset_flags = nullptr;
     float* obs_copy = nullptr;
     uintptr_t stream = 0;
@@ -112,12 +125,13 @@ public:
     // Sets every world's chain (host, num_worlds entries) of a chain that is on: a replay seeking
     // back to a checkpoint takes up the chain it had there.
     virtual void set_output_chains(OutputChain chain, const uint64_t* values) = 0;
-    // Validates num_worlds * num_agents action rows (backend memory): -1 when every value is
-    // in range, else the flat index of the first bad one; with refuse_done, -2 - w for the
-    // first world w frozen in DISABLED mode.
-    virtual int64_t check_actions(const void* actions, bool int64, bool refuse_done) = 0;
-    // Copies validated action rows (backend memory) into the action tensor.
-    virtual void set_actions(const void* actions, bool int64) = 0;
+    // Validates num_worlds * num_agents action rows (backend memory; with `flat`, Discrete
+    // indices): -1 when every value is in range, else the flat index of the first bad one;
+    // with refuse_done, -2 - w for the first world w frozen in DISABLED mode.
+    virtual int64_t check_actions(const void* actions, bool int64, bool flat, bool refuse_done) = 0;
+    // Copies validated action rows (backend memory; `flat`: decodes Discrete indices) into the
+    // action tensor.
+    virtual void set_actions(const void* actions, bool int64, bool flat) = 0;
     // Byte copies between simulation memory and the host, ordered after every queued step.
     virtual void to_host(void* dst, const void* src, size_t bytes) = 0;
     virtual void from_host(void* dst, const void* src, size_t bytes) = 0;

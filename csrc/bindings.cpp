@@ -132,30 +132,31 @@ NB_MODULE(_core, m)
             "mask"_a, "seeds"_a = nb::none(), nb::call_guard<er::WithoutGil>())
         .def(
             "set_actions",
-            [](Manager& mgr, Actions a, bool refuse_done) {
-                return mgr.set_actions(a.data(), wide_actions(mgr, a), refuse_done);
+            [](Manager& mgr, Actions a, bool refuse_done, bool flat) {
+                return mgr.set_actions(a.data(), wide_actions(mgr, a, flat), flat, refuse_done);
             },
-            "actions"_a, "refuse_done"_a = false, "Returns -1, the flat index of the first bad value, or -2 - w.")
+            "actions"_a, "refuse_done"_a = false, "flat"_a = false,
+            "Returns -1, the flat index of the first bad value, or -2 - w. flat: Discrete indices, one per row.")
         .def(
             "check_actions",
-            [](Manager& mgr, Actions a, bool refuse_done) {
-                return mgr.check_actions(a.data(), wide_actions(mgr, a), refuse_done);
+            [](Manager& mgr, Actions a, bool refuse_done, bool flat) {
+                return mgr.check_actions(a.data(), wide_actions(mgr, a, flat), flat, refuse_done);
             },
-            "actions"_a, "refuse_done"_a = false)
+            "actions"_a, "refuse_done"_a = false, "flat"_a = false)
         .def(
             "step_actions",
             [](Manager& mgr, Actions a, bool refuse_done,
-               std::optional<nb::ndarray<float, nb::ndim<2>, nb::c_contig>> obs) {
-                const bool wide = wide_actions(mgr, a);
+               std::optional<nb::ndarray<float, nb::ndim<2>, nb::c_contig>> obs, bool flat) {
+                const bool wide = wide_actions(mgr, a, flat);
                 const size_t rows = (size_t)mgr.config().num_worlds * mgr.config().num_agents;
                 if (obs && (obs->shape(0) != rows || obs->shape(1) != (size_t)mgr.obs_dim() ||
                             obs->device_type() != (mgr.on_gpu() ? nb::device::cuda::value : nb::device::cpu::value)))
                     throw std::invalid_argument("step_actions: obs_out must have shape (" + std::to_string(rows) +
                                                 ", " + std::to_string(mgr.obs_dim()) + ") where the simulation runs");
                 er::WithoutGil nogil;
-                return mgr.step_with_actions(a.data(), wide, refuse_done, obs ? obs->data() : nullptr);
+                return mgr.step_with_actions(a.data(), wide, flat, refuse_done, obs ? obs->data() : nullptr);
             },
-            "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none())
+            "actions"_a, "refuse_done"_a = false, "obs_out"_a = nb::none(), "flat"_a = false)
         .def(
             "start_recording",
             [](Manager& mgr, const nb::bytes& path, const std::string& config_json, int64_t interval, uint64_t created,

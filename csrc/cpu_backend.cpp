@@ -59,6 +59,18 @@ int64_t first_bad_action(const T* a, int64_t rows)
     return -1;
 }
 
+// The first out-of-range Discrete index (decode_flat_action), or -1.
+template <class T>
+int64_t first_bad_flat_action(const T* a, int64_t rows)
+{
+    bool any_bad = false;  // a branch-free pass the compiler vectorises; search only when needed
+    for (int64_t i = 0; i < rows; ++i) any_bad |= (uint64_t)a[i] >= (uint64_t)kNumFlatActions;
+    if (!any_bad) return -1;
+    for (int64_t i = 0; i < rows; ++i)
+        if ((uint64_t)a[i] >= (uint64_t)kNumFlatActions) return i;
+    return -1;
+}
+
 inline void prefetch_level(const LevelData* lv)
 {
     const char* p = reinterpret_cast<const char*>(lv);
@@ -116,7 +128,8 @@ public:
         req_ = req;
         inputs_ = state_;  // the arrays the rules read, with the inputs the request supplies
         if (req.reset_flags) inputs_.reset_in = req.reset_flags;
-        if (req.actions && !req.int64) inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
+        if (req.actions && !req.int64 && !req.flat)
+            inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
         const bool every = req.observe == Observe::EveryStep || req.obs_copy || chained_[0] || chained_[1];
         for (int32_t i = 0; i < req.repeat; ++i) {
             observe_ = every || (req.observe == Observe::LastStep && i == req.repeat - 1);
@@ -214,11 +227,13 @@ public:
         for (int32_t w = 0; w < state_.num_worlds; ++w) out[w] = chained_[c] ? chains_[c][w] : output_digest(state_, w);
     }
 
-    int64_t check_actions(const void* actions, bool int64, bool refuse_done) override
+    int64_t check_actions(const void* actions, bool int64, bool flat, bool refuse_done) override
     {
         const int64_t rows = (int64_t)state_.num_worlds * state_.num_agents;
-        const int64_t bad = int64 ? first_bad_action(static_cast<const int64_t*>(actions), rows)
-                                  : first_bad_action(static_cast<const int32_t*>(actions), rows);
+        const int64_t bad = flat ? (int64 ? first_bad_flat_action(static_cast<const int64_t*>(actions), rows)
+                                          : first_bad_flat_action(static_cast<const int32_t*>(actions), rows))
+                                 : (int64 ? first_bad_action(static_cast<const int64_t*>(actions), rows)
+                                          : first_bad_action(static_cast<const int32_t*>(actions), rows));
         if (bad >= 0) return bad;
         if (refuse_done && state_.autoreset_mode == kDisabled) {
             for (int32_t w = 0; w < state_.num_worlds; ++w)
@@ -227,9 +242,9 @@ public:
         return -1;
     }
 
-    void set_actions(const void* actions, bool int64) override
+    void set_actions(const void* actions, bool int64, bool flat) override
     {
-        copy_action_values(actions, int64, 0, (size_t)state_.num_worlds * state_.num_agents * kActionDims);
+        copy_action_rows(actions, int64, flat, 0, (size_t)state_.num_worlds * state_.num_agents);
     }
 
     void to_host(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
@@ -249,22 +264,32 @@ private:
         if (state_.render_width > 0) render_world(state_, w);
     }
 
-    // Values [first, first + n) of int32 or int64 action rows into the action tensor.
-    void copy_action_values(const void* actions, bool int64, size_t first, size_t n)
+    // Rows [first, first + rows) of int32 or int64 actions (rows of 3, or with `flat` Discrete
+    // indices, decoded) into the action tensor.
+    void copy_action_rows(const void* actions, bool int64, bool flat, size_t first, size_t rows)
     {
-        int32_t* dst = state_.action_in + first;
-        if (int64) {
-            const int64_t* src = static_cast<const int64_t*>(actions) + first;
-            for (size_t i = 0; i < n; ++i) dst[i] = (int32_t)src[i];
+        int32_t* dst = state_.action_in + first * kActionDims;
+        if (flat) {
+            if (int64) {
+                const int64_t* src = static_cast<const int64_t*>(actions) + first;
+                for (size_t i = 0; i < rows; ++i) decode_flat_action(src[i], dst + i * kActionDims);
+            } else {
+                const int32_t* src = static_cast<const int32_t*>(actions) + first;
+                for (size_t i = 0; i < rows; ++i) decode_flat_action(src[i], dst + i * kActionDims);
+            }
+        } else if (int64) {
+            const int64_t* src = static_cast<const int64_t*>(actions) + first * kActionDims;
+            for (size_t i = 0; i < rows * kActionDims; ++i) dst[i] = (int32_t)src[i];
         } else {
-            std::memcpy(dst, static_cast<const int32_t*>(actions) + first, n * sizeof(int32_t));
+            std::memcpy(dst, static_cast<const int32_t*>(actions) + first * kActionDims,
+                        rows * kActionDims * sizeof(int32_t));
         }
     }
 
     void copy_actions(int32_t w)
     {
-        const size_t n = (size_t)kActionDims * state_.num_agents;
-        copy_action_values(req_.actions, req_.int64, (size_t)w * n, n);
+        const size_t n = (size_t)state_.num_agents;
+        copy_action_rows(req_.actions, req_.int64, req_.flat, (size_t)w * n, n);
     }
 
     void copy_observations(int32_t w)

@@ -149,15 +149,25 @@ __global__ void widen_actions_kernel(int32_t* dst, const int64_t* src, int64_t n
     if (i < n) dst[i] = (int32_t)src[i];
 }
 
-// result[0]: the first flat index of an out-of-range action value; result[1]: the first world
-// frozen in DISABLED mode (when asked). Both start at ULLONG_MAX: none.
+// Discrete indices (decode_flat_action) into rows of the action tensor.
 template <class T>
-__global__ void check_actions_kernel(const T* a, int64_t n, const uint8_t* status, int32_t num_worlds,
+__global__ void decode_actions_kernel(int32_t* dst, const T* src, int64_t rows)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows) decode_flat_action((int64_t)src[i], dst + i * kActionDims);
+}
+
+// result[0]: the first flat index of an out-of-range action value (of n values: rows of 3, or
+// with `flat` one Discrete index per row); result[1]: the first world frozen in DISABLED mode
+// (when asked). Both start at ULLONG_MAX: none.
+template <class T>
+__global__ void check_actions_kernel(const T* a, int64_t n, bool flat, const uint8_t* status, int32_t num_worlds,
                                      bool check_frozen, unsigned long long* result)
 {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
-        const int64_t limit = i % 3 == 0 ? kNumMoveAmounts : (i % 3 == 1 ? kNumMoveAngles : kNumRotates);
+        const int64_t limit =
+            flat ? kNumFlatActions : (i % 3 == 0 ? kNumMoveAmounts : (i % 3 == 1 ? kNumMoveAngles : kNumRotates));
         if (a[i] < 0 || (int64_t)a[i] >= limit) atomicMin(&result[0], (unsigned long long)i);
     }
     if (check_frozen && i < num_worlds && status[i] == kStatusFrozen) atomicMin(&result[1], (unsigned long long)i);
@@ -208,7 +218,7 @@ public:
     {
         DeviceScope scope(device_);
         const cudaStream_t stream = enter(req.stream);
-        if (req.actions) copy_actions(req.actions, req.int64, stream);
+        if (req.actions) copy_actions(req.actions, req.int64, req.flat, stream);
         // Chains digest every step's outputs, and obs_copy copies them: those steps observe.
         const Observe observe = req.obs_copy || chained_[0] || chained_[1] ? Observe::EveryStep : req.observe;
         if (req.repeat != repeat_ || observe != observe_) set_launch(req.repeat, observe);
@@ -339,21 +349,21 @@ public:
         synchronize();
     }
 
-    int64_t check_actions(const void* actions, bool int64, bool refuse_done) override
+    int64_t check_actions(const void* actions, bool int64, bool flat, bool refuse_done) override
     {
         DeviceScope scope(device_);
         const cudaStream_t stream = enter(0);
-        const int64_t n = (int64_t)state_.num_worlds * state_.num_agents * kActionDims;
+        const int64_t n = (int64_t)state_.num_worlds * state_.num_agents * (flat ? 1 : kActionDims);
         const bool frozen = refuse_done && state_.autoreset_mode == kDisabled;
         const int64_t threads = n > state_.num_worlds ? n : state_.num_worlds;
         check(cudaMemsetAsync(scratch_.check, 0xff, 16, stream), "cudaMemsetAsync");
         const unsigned blocks = blocks_for(threads, 256);
         if (int64)
-            check_actions_kernel<<<blocks, 256, 0, stream>>>(static_cast<const int64_t*>(actions), n, state_.status,
-                                                             state_.num_worlds, frozen, scratch_.check);
+            check_actions_kernel<<<blocks, 256, 0, stream>>>(static_cast<const int64_t*>(actions), n, flat,
+                                                             state_.status, state_.num_worlds, frozen, scratch_.check);
         else
-            check_actions_kernel<<<blocks, 256, 0, stream>>>(static_cast<const int32_t*>(actions), n, state_.status,
-                                                             state_.num_worlds, frozen, scratch_.check);
+            check_actions_kernel<<<blocks, 256, 0, stream>>>(static_cast<const int32_t*>(actions), n, flat,
+                                                             state_.status, state_.num_worlds, frozen, scratch_.check);
         check(cudaGetLastError(), "check_actions_kernel launch");
         unsigned long long result[2];
         check(cudaMemcpyAsync(result, scratch_.check, 16, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (check)");
@@ -364,11 +374,11 @@ public:
         return -1;
     }
 
-    void set_actions(const void* actions, bool int64) override
+    void set_actions(const void* actions, bool int64, bool flat) override
     {
         DeviceScope scope(device_);
         const cudaStream_t stream = enter(0);
-        copy_actions(actions, int64, stream);
+        copy_actions(actions, int64, flat, stream);
         finish(stream);
         synchronize();  // the caller may free or overwrite `actions` on return
     }
@@ -525,10 +535,18 @@ private:
         return p;
     }
 
-    void copy_actions(const void* actions, bool int64, cudaStream_t stream)
+    void copy_actions(const void* actions, bool int64, bool flat, cudaStream_t stream)
     {
-        const int64_t n = (int64_t)state_.num_worlds * state_.num_agents * kActionDims;
-        if (int64) {
+        const int64_t rows = (int64_t)state_.num_worlds * state_.num_agents, n = rows * kActionDims;
+        if (flat) {
+            if (int64)
+                decode_actions_kernel<<<blocks_for(rows, 256), 256, 0, stream>>>(
+                    state_.action_in, static_cast<const int64_t*>(actions), rows);
+            else
+                decode_actions_kernel<<<blocks_for(rows, 256), 256, 0, stream>>>(
+                    state_.action_in, static_cast<const int32_t*>(actions), rows);
+            check(cudaGetLastError(), "decode_actions_kernel launch");
+        } else if (int64) {
             widen_actions_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(state_.action_in,
                                                                          static_cast<const int64_t*>(actions), n);
             check(cudaGetLastError(), "widen_actions_kernel launch");

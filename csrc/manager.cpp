@@ -273,14 +273,15 @@ void Manager::synchronize()
     backend_->synchronize();
 }
 
-int64_t Manager::step_with_actions(const void* data, bool int64, bool refuse_done, float* obs_copy)
+int64_t Manager::step_with_actions(const void* data, bool int64, bool flat, bool refuse_done, float* obs_copy)
 {
     const Claim claim(*this);
-    const int64_t code = check_actions(data, int64, refuse_done);
+    const int64_t code = check_actions(data, int64, flat, refuse_done);
     if (code != -1) return code;
     StepRequest req;
     req.actions = data;
     req.int64 = int64;
+    req.flat = flat;
     req.obs_copy = obs_copy;
     step_once(req);
     backend_->synchronize();
@@ -310,13 +311,18 @@ void Manager::take_inputs(StepRequest& req)
     input_reset_.resize(W);
     input_actions_.resize(n);
     if (!backend_->host_memory()) {  // CUDA: the step reads the device tensors, which these copy
-        if (req.actions) backend_->set_actions(req.actions, req.int64);
+        if (req.actions) backend_->set_actions(req.actions, req.int64, req.flat);
         req.actions = nullptr;
         backend_->to_host(input_reset_.data(), s.reset_in, W * sizeof(int32_t));
         backend_->to_host(input_actions_.data(), s.action_in, n * sizeof(int32_t));
         return;
     }
-    if (req.actions && req.int64) {
+    if (req.actions && req.flat) {  // Discrete indices: the rows they name
+        const int64_t* wide = static_cast<const int64_t*>(req.actions);
+        const int32_t* narrow = static_cast<const int32_t*>(req.actions);
+        for (size_t i = 0; i < n / kActionDims; ++i)
+            decode_flat_action(req.int64 ? wide[i] : narrow[i], &input_actions_[i * kActionDims]);
+    } else if (req.actions && req.int64) {
         const int64_t* a = static_cast<const int64_t*>(req.actions);
         for (size_t i = 0; i < n; ++i) input_actions_[i] = (int32_t)a[i];
     } else {
@@ -330,6 +336,7 @@ void Manager::take_inputs(StepRequest& req)
                               : 0;
     req.actions = input_actions_.data();
     req.int64 = false;
+    req.flat = false;
     req.reset_flags = input_reset_.data();
 }
 
@@ -553,18 +560,18 @@ void Manager::chain_outputs_for_replay(bool on)
     backend_->chain_outputs(OutputChain::Replay, on);
 }
 
-int64_t Manager::check_actions(const void* data, bool int64, bool refuse_done)
+int64_t Manager::check_actions(const void* data, bool int64, bool flat, bool refuse_done)
 {
     const Claim claim(*this);
     check_open();
-    return backend_->check_actions(data, int64, refuse_done);
+    return backend_->check_actions(data, int64, flat, refuse_done);
 }
 
-int64_t Manager::set_actions(const void* data, bool int64, bool refuse_done)
+int64_t Manager::set_actions(const void* data, bool int64, bool flat, bool refuse_done)
 {
     const Claim claim(*this);
-    const int64_t code = check_actions(data, int64, refuse_done);
-    if (code == -1) backend_->set_actions(data, int64);
+    const int64_t code = check_actions(data, int64, flat, refuse_done);
+    if (code == -1) backend_->set_actions(data, int64, flat);
     return code;
 }
 

@@ -149,16 +149,18 @@ public:
 
     // Validates num_worlds * num_agents rows of (move_amount, move_angle, rotate), int32 or
     // int64, in the manager's memory (host or its GPU), then copies them into the action
-    // tensor. Returns -1, or the flat index of the first out-of-range value (nothing written).
-    // With refuse_done, also returns -2 - w for the first world w frozen in DISABLED mode.
-    int64_t set_actions(const void* data, bool int64, bool refuse_done);
+    // tensor. With `flat`, one Discrete index per agent instead, decoded into its row
+    // (decode_flat_action in backend.hpp). Returns -1, or the flat index of the first
+    // out-of-range value (nothing written). With refuse_done, also returns -2 - w for the first
+    // world w frozen in DISABLED mode.
+    int64_t set_actions(const void* data, bool int64, bool flat, bool refuse_done);
     // set_actions and one step in one call, without the intermediate copy: the step copies each
     // world's rows as it reaches the world. Returns -1 when it stepped, else set_actions's
     // error code (nothing written, nothing stepped). With obs_copy, each world's observations
     // are also copied there ([W * A * obs_dim]). Waits for the step on CUDA.
-    int64_t step_with_actions(const void* data, bool int64, bool refuse_done, float* obs_copy = nullptr);
+    int64_t step_with_actions(const void* data, bool int64, bool flat, bool refuse_done, float* obs_copy = nullptr);
     // set_actions's validation alone: its return code, nothing written.
-    int64_t check_actions(const void* data, bool int64, bool refuse_done);
+    int64_t check_actions(const void* data, bool int64, bool flat, bool refuse_done);
     void reset_worlds(const uint8_t* mask, const uint64_t* seeds);
     void state_hashes(uint64_t* out);
     // Each world's output chain (sim/hash.hpp) while the recording or the replay keeps them,

@@ -15,19 +15,24 @@ namespace er::py {
 
 namespace nb = nanobind;
 
-// Actions of num_worlds * num_agents rows of 3, int32 or int64, where the simulation is.
-using Actions = nb::ndarray<nb::ro, nb::ndim<2>, nb::c_contig>;
-inline bool wide_actions(const er::Manager& m, const Actions& a)
+// Actions of num_worlds * num_agents rows of 3, int32 or int64, where the simulation is; with
+// `flat`, one Discrete index per row instead (shape (num_worlds * num_agents,)).
+using Actions = nb::ndarray<nb::ro, nb::c_contig>;
+inline bool wide_actions(const er::Manager& m, const Actions& a, bool flat = false)
 {
     const bool gpu = m.on_gpu();
     const size_t rows = (size_t)m.config().num_worlds * (size_t)m.config().num_agents;
     const bool wide = a.dtype() == nb::dtype<int64_t>();
-    if (a.shape(0) != rows || a.shape(1) != 3 || (!wide && a.dtype() != nb::dtype<int32_t>()) ||
+    const bool shaped =
+        flat ? a.ndim() == 1 && a.shape(0) == rows : a.ndim() == 2 && a.shape(0) == rows && a.shape(1) == 3;
+    if (!shaped || (!wide && a.dtype() != nb::dtype<int32_t>()) ||
         a.device_type() != (gpu ? nb::device::cuda::value : nb::device::cpu::value) ||
         (gpu && a.device_id() != m.config().gpu_id))
         throw nb::type_error(
-            "actions must be a C-contiguous int32/int64 array of shape (num_worlds * num_agents, 3) "
-            "where the simulation runs");
+            flat ? "actions must be a C-contiguous int32/int64 array of shape (num_worlds * num_agents,) "
+                   "where the simulation runs"
+                 : "actions must be a C-contiguous int32/int64 array of shape (num_worlds * "
+                   "num_agents, 3) where the simulation runs");
     return wide;
 }
 

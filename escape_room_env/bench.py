@@ -16,6 +16,7 @@ EnvPool CartPole-v1 (sync, the same step loop) runs beside it when envpool is in
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -131,7 +132,7 @@ def run_quick(
     if peers:
         envpool: ModuleType | None
         try:
-            import envpool
+            envpool = importlib.import_module("envpool")  # optional: the peer's rows only
         except ImportError:
             envpool = None
         for n in worlds if envpool is not None else ():

@@ -26,6 +26,7 @@ the process after the timeout instead.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import os
@@ -60,6 +61,12 @@ class Ranks:
         self.rank, self.world_size = rank, world_size
         self.local_rank, self.local_world_size = local_rank, local_world_size
         self.timeout_s = 0.0
+        # gloo's worker thread drops its references to a collective's tensors a little after the
+        # call returns. Had Python dropped them first, that thread frees their Python objects,
+        # which needs the GIL: during interpreter exit it aborts the process ("terminate called
+        # without an active exception"). The last collectives' tensors stay referenced here, so
+        # gloo's thread never holds the last reference.
+        self._recent: collections.deque = collections.deque(maxlen=64)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Ranks:
@@ -219,6 +226,7 @@ class Ranks:
         return sum(int(h[0]) for h in headers), table
 
     def _collective(self, what: str, function, *args, **kwargs) -> None:
+        self._recent.append((args, kwargs))
         try:
             function(*args, **kwargs)
         except RuntimeError as exc:  # gloo's errors are RuntimeErrors, torch's DistError too

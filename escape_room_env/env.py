@@ -23,7 +23,7 @@ from escape_room_env._env_common import (
 )
 
 if TYPE_CHECKING:
-    from gymnasium.spaces import Box, MultiDiscrete
+    from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
 __all__ = ["EscapeRoomEnv"]
 
@@ -35,7 +35,8 @@ class EscapeRoomEnv(gymnasium.Env):
     episode of the current stream. The time limit is the simulator's own (``episode_len``).
     ``obs_mode`` ``"rgb"``, ``"depth"`` or ``"rgbd"`` observes the first-person images (size
     ``render_height`` x ``render_width``); ``render_mode="rgb_array"`` makes :meth:`render` return
-    the top-down view.
+    the top-down view. ``action_mode="discrete"`` takes one ``Discrete(160)`` index per step
+    instead of three components (see :class:`EscapeRoomVectorEnv`; ``EscapeRoomDiscrete-v0``).
 
     >>> import escape_room_env as er
     >>> env = er.EscapeRoomEnv()
@@ -47,26 +48,34 @@ class EscapeRoomEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     observation_space: Box
-    action_space: MultiDiscrete
+    action_space: MultiDiscrete | Discrete
 
     def __init__(
         self,
         *,
         obs_mode: str = "vector",
         render_mode: str | None = None,
+        action_mode: str = "multi_discrete",
         **options: Unpack[SimOptions],
     ):
         """``options`` are the vector env's simulator options (:class:`EscapeRoomVectorEnv`):
         ``rooms``, ``levels``, ``seed``, ``num_threads`` (default 1 here), ``episode_len`` /
         ``max_episode_steps``, ``reward``, ``render_width``, ``render_height``; ``num_agents``
         must be 1."""
-        self._options = {"obs_mode": obs_mode, "render_mode": render_mode, **options}
+        self._options = {
+            "obs_mode": obs_mode,
+            "render_mode": render_mode,
+            "action_mode": action_mode,
+            **options,
+        }
         if options.get("num_agents", 1) != 1:
             raise ValueError(
                 f"EscapeRoomEnv needs num_agents=1, got {options['num_agents']}; use EscapeRoomVectorEnv for "
                 "multi-agent worlds"
             )
         check_render_mode(render_mode)
+        self.action_space = spaces.action_space(action_mode)
+        self.action_mode = action_mode
         options.setdefault("num_threads", 1)
         # DISABLED: a finished episode stays frozen until reset(), as a gymnasium.Env expects.
         self.sim = make_sim(1, autoreset_mode=AutoresetMode.DISABLED, obs_mode=obs_mode, **options)
@@ -74,7 +83,6 @@ class EscapeRoomEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.obs_mode = obs_mode
         self.observation_space = observation_space(self.sim, obs_mode)
-        self.action_space = spaces.action_space()
         obs, self._rgbd = observation_views(self.sim, obs_mode)
         self._obs = None if obs is None else obs[0]
         self._actions = self.sim.action_tensor().to_numpy()[0, 0]
@@ -101,6 +109,8 @@ class EscapeRoomEnv(gymnasium.Env):
 
     @exclusive
     def step(self, action):
+        if self.action_mode == "discrete":
+            return self._step_discrete(action)
         action = np.asarray(action)
         if not np.issubdtype(action.dtype, np.integer):
             raise TypeError(
@@ -109,11 +119,25 @@ class EscapeRoomEnv(gymnasium.Env):
         if action.shape != (3,):
             raise ValueError(f"action must have shape (3,), got {action.shape}")
         if not self.action_space.contains(action.astype(np.int64)):
-            raise ValueError(
-                f"action {action.tolist()} is outside MultiDiscrete({self.action_space.nvec.tolist()})"
-            )
+            raise ValueError(f"action {action.tolist()} is outside MultiDiscrete({list(spaces.NUM_CHOICES)})")
         self._actions[:] = action
         self.sim.step()
+        return self._outputs()
+
+    def _step_discrete(self, action: Any):
+        """One ``Discrete(160)`` index, checked and decoded by the core's step."""
+        index, n = np.asarray(action), spaces.NUM_DISCRETE_ACTIONS
+        if not np.issubdtype(index.dtype, np.integer):
+            raise TypeError(
+                f"action must be one integer in [0, {n}) (Discrete({n})), got dtype {index.dtype}"
+            )
+        if index.shape not in ((), (1,)):
+            raise ValueError(f"action must be one integer (Discrete({n})), got shape {index.shape}")
+        if self.sim.step_actions(index.astype(np.int64).reshape(1), False, None, True) != -1:
+            raise ValueError(f"action {index.item()} is outside Discrete({n})")
+        return self._outputs()
+
+    def _outputs(self):
         return (
             self._observation(),
             float(self._reward[0]),

@@ -38,6 +38,7 @@ import dataclasses
 import json
 import math
 import pickle
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -567,7 +568,9 @@ def _prepare_run_dir(args: Args, world_size: int) -> Path | None:
 
 
 def _progress_bar(args: Args, total: int):
-    if not args.progress_bar:
+    """tqdm's bar, only on a terminal: in a pipe or a log file (stdout or stderr redirected) its
+    ``\r`` redraws would flood the output, so the log lines are printed plainly instead."""
+    if not args.progress_bar or not (sys.stdout.isatty() and sys.stderr.isatty()):
         return None
     try:
         from tqdm.auto import tqdm

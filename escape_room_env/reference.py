@@ -1035,7 +1035,8 @@ class ReferenceEscapeRoomEnv(gymnasium.Env):
     the stream (s, episode 0); ``reset()`` without a seed always starts the next episode of
     the current stream (e += 1), the first one included, exactly as the native
     ``EscapeRoomEnv`` does. Default ``autoreset_mode="disabled"``: a finished episode stays
-    frozen (reward 0, same flags) until ``reset()``.
+    frozen (reward 0, same flags) until ``reset()``. The other keyword arguments are
+    :class:`ReferenceWorld`'s.
 
     >>> env = ReferenceEscapeRoomEnv(num_agents=2, seed=0)
     >>> obs, info = env.reset()
@@ -1045,24 +1046,9 @@ class ReferenceEscapeRoomEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(
-        self,
-        *,
-        num_agents: int = 1,
-        rooms: Sequence[str] | None = None,
-        seed: int = 0,
-        episode_len: int = 200,
-        reward: RewardConfig | Mapping[str, float] | None = None,
-        autoreset_mode: Any = "disabled",
-    ):
-        self.world = ReferenceWorld(
-            num_agents=num_agents,
-            rooms=rooms,
-            seed=seed,
-            episode_len=episode_len,
-            reward=reward,
-            autoreset_mode=autoreset_mode,
-        )
+    def __init__(self, *, autoreset_mode: Any = "disabled", **world_options: Any):
+        self.world = ReferenceWorld(autoreset_mode=autoreset_mode, **world_options)
+        num_agents = self.world.num_agents
         length = len(self.world.rooms) * 40.0 / 3.0  # SPEC §3 "Bounds": R = the walled area's diagonal / L
         single = er_spaces.observation_space(num_agents, math.hypot(20.0, length + 6.0) / length)
         if num_agents == 1:

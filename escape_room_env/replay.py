@@ -97,13 +97,32 @@ HEADER_BYTES = 96
 #: The header's num_steps while the recording is unfinished (patched on close).
 UNFINISHED = 0xFFFF_FFFF_FFFF_FFFF
 
-# magic, format_version, header_bytes, rules_version, num_worlds, num_agents, episode_len,
-# rand_seed, autoreset_mode, flags, config_bytes, num_steps, created_unix_ns,
-# checksum_interval, config_crc32, header_crc32, reserved.
-_HEADER = struct.Struct("<8s6IQ2I3Q3I12s")
+#: The header's fields between the 8-byte magic and the 12 reserved zero bytes, in order:
+#: name -> (byte offset, struct format).
+HEADER_FIELDS = {
+    "format_version": (8, "<I"),
+    "header_bytes": (12, "<I"),
+    "rules_version": (16, "<I"),
+    "num_worlds": (20, "<I"),
+    "num_agents": (24, "<I"),
+    "episode_len": (28, "<I"),
+    "rand_seed": (32, "<Q"),
+    "autoreset_mode": (40, "<I"),
+    "flags": (44, "<I"),
+    "config_bytes": (48, "<Q"),
+    "num_steps": (56, "<Q"),
+    "created_unix_ns": (64, "<Q"),
+    "checksum_interval": (72, "<I"),
+    "config_crc32": (76, "<I"),
+    "header_crc32": (80, "<I"),
+}
+_HEADER = struct.Struct("<8s" + "".join(fmt[1:] for _, fmt in HEADER_FIELDS.values()) + "12s")
 assert _HEADER.size == HEADER_BYTES
-_CONFIG_CRC_AT = 76
-_CRC_END = 80  # the header CRC covers bytes [0, 80)
+assert [at for at, _ in HEADER_FIELDS.values()] == [
+    struct.calcsize(_HEADER.format[:k]) for k in range(3, 3 + len(HEADER_FIELDS))
+]
+_CONFIG_CRC_AT = HEADER_FIELDS["config_crc32"][0]
+_CRC_END = HEADER_FIELDS["header_crc32"][0]  # the header CRC covers the bytes before it
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _FRAME = struct.Struct("<4sI")  # tag, payload_len

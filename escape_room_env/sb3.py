@@ -47,10 +47,15 @@ class EscapeRoomVecEnv(VecEnv):
     the method of the underlying :class:`~escape_room_env.EscapeRoomVectorEnv` once and
     return that value for each requested index; ``set_attr`` sets it once on the vector env,
     so ``indices`` must cover every env. ``env_is_wrapped`` is always False (no gymnasium
-    wrappers inside). Rendering is not supported (``render_mode`` is None).
+    wrappers inside). With ``render_mode="rgb_array"``, :meth:`get_images` returns each env's
+    top-down frame (its world's) and ``render()`` tiles them, so SB3's ``VecVideoRecorder``
+    films the envs.
 
     Args:
         num_envs: number of agents in total (``num_envs / num_agents`` worlds).
+        render_mode: None (default) or ``"rgb_array"``.
+        action_mode: ``"multi_discrete"`` (default) or ``"discrete"``: one ``Discrete(160)``
+            action per env, for DQN (see :class:`~escape_room_env.EscapeRoomVectorEnv`).
         options: the vector env's simulator options (:class:`~escape_room_env.EscapeRoomVectorEnv`):
             ``num_agents``, ``rooms``, ``levels``, ``seed``, ``num_threads``, ``episode_len`` /
             ``max_episode_steps``, ``reward``.
@@ -75,9 +80,21 @@ class EscapeRoomVecEnv(VecEnv):
     >>> venv.close()
     """
 
-    def __init__(self, num_envs: int = 1024, **options: Unpack[SimOptions]):
+    def __init__(
+        self,
+        num_envs: int = 1024,
+        *,
+        render_mode: str | None = None,
+        action_mode: str = "multi_discrete",
+        **options: Unpack[SimOptions],
+    ):
         vector_env = EscapeRoomVectorEnv(
-            num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=True, **options
+            num_envs,
+            autoreset_mode=AutoresetMode.SAME_STEP,
+            copy=True,
+            render_mode=render_mode,
+            action_mode=action_mode,
+            **options,
         )
         self._attach(vector_env)
 
@@ -119,6 +136,7 @@ class EscapeRoomVecEnv(VecEnv):
         super().__init__(
             vector_env.num_envs, vector_env.single_observation_space, vector_env.single_action_space
         )
+        self.metadata["render_fps"] = vector_env.metadata["render_fps"]  # VecVideoRecorder's frame rate
 
     # -- SB3 VecEnv API ---------------------------------------------------------------------
 
@@ -180,6 +198,13 @@ class EscapeRoomVecEnv(VecEnv):
 
     def close(self) -> None:
         self.vector_env.close()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        """Each env's top-down frame with ``render_mode="rgb_array"`` (else None for each env)."""
+        frames = self.vector_env.render()
+        if frames is None:
+            return [None] * self.num_envs
+        return list(frames)
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Seeds for the next :meth:`reset`: env i gets ``seed + i // num_agents`` (its world's seed).

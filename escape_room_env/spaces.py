@@ -1,6 +1,9 @@
-"""Gymnasium spaces of one agent: the bounded flat observation and the MultiDiscrete action."""
+"""Gymnasium spaces of one agent: the bounded flat observation and the action, MultiDiscrete or
+(``action_mode="discrete"``) one Discrete index."""
 
 from __future__ import annotations
+
+from typing import Literal, overload
 
 import numpy as np
 from gymnasium import spaces
@@ -8,7 +11,17 @@ from gymnasium import spaces
 from escape_room_env import _core
 from escape_room_env.action import NUM_CHOICES
 
-__all__ = ["OBS_MODES", "action_space", "observation_bounds", "observation_space", "pixel_space"]
+__all__ = [
+    "ACTION_MODES",
+    "NUM_CHOICES",
+    "NUM_DISCRETE_ACTIONS",
+    "OBS_MODES",
+    "action_space",
+    "discrete_action",
+    "observation_bounds",
+    "observation_space",
+    "pixel_space",
+]
 
 # The observation's layout (SPEC §3), from the core's one definition.
 _SELF, _STEPS, _DOOR, _ENTITIES, _LIDAR, _PARTNERS, _PARTNER_DIM = _core.OBS_LAYOUT
@@ -73,6 +86,40 @@ def pixel_space(obs_mode: str, height: int, width: int) -> spaces.Box:
     raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}, got {obs_mode!r}")
 
 
-def action_space() -> spaces.MultiDiscrete:
-    """``MultiDiscrete([4, 8, 5])``: move_amount, move_angle, rotate."""
-    return spaces.MultiDiscrete(np.array(NUM_CHOICES, dtype=np.int64))
+ACTION_MODES = ("multi_discrete", "discrete")
+#: The size of the Discrete action: every (move_amount, move_angle, rotate) combination.
+NUM_DISCRETE_ACTIONS = int(np.prod(NUM_CHOICES))
+
+
+@overload
+def action_space(action_mode: Literal["multi_discrete"] = "multi_discrete") -> spaces.MultiDiscrete: ...
+@overload
+def action_space(action_mode: Literal["discrete"]) -> spaces.Discrete: ...
+@overload
+def action_space(action_mode: str) -> spaces.MultiDiscrete | spaces.Discrete: ...
+def action_space(action_mode: str = "multi_discrete") -> spaces.MultiDiscrete | spaces.Discrete:
+    """``MultiDiscrete([4, 8, 5])`` (move_amount, move_angle, rotate), or for
+    ``action_mode="discrete"`` ``Discrete(160)``: one index per agent, the C-order ravel of the
+    three components (:func:`discrete_action`), decoded by the core.
+
+    >>> action_space(), action_space("discrete")
+    (MultiDiscrete([4 8 5]), Discrete(160))
+    """
+    if action_mode == "multi_discrete":
+        return spaces.MultiDiscrete(np.array(NUM_CHOICES, dtype=np.int64))
+    if action_mode == "discrete":
+        return spaces.Discrete(NUM_DISCRETE_ACTIONS)
+    raise ValueError(f"action_mode must be one of {', '.join(map(repr, ACTION_MODES))}, got {action_mode!r}")
+
+
+def discrete_action(move_amount: int, move_angle: int, rotate: int) -> int:
+    """The ``Discrete(160)`` index of a (move_amount, move_angle, rotate) action:
+    ``(move_amount * 8 + move_angle) * 5 + rotate``, i.e. ``numpy.ravel_multi_index(action,
+    (4, 8, 5))``; ``numpy.unravel_index(index, (4, 8, 5))`` is the inverse.
+
+    >>> import escape_room_env as er
+    >>> a = er.action
+    >>> discrete_action(a.move_amount.FAST, a.move_angle.FORWARD, a.rotate.NONE)
+    122
+    """
+    return int(np.ravel_multi_index((move_amount, move_angle, rotate), NUM_CHOICES))

@@ -39,7 +39,7 @@ from escape_room_env.manager import ExecMode, SimManager
 
 if TYPE_CHECKING:
     import torch
-    from gymnasium.spaces import Box, MultiDiscrete
+    from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
     from escape_room_env._env_common import Array
 
@@ -69,6 +69,10 @@ class EscapeRoomVectorEnv(VectorEnv):
         render_width / render_height: image size for the pixel ``obs_mode`` (default 64 x 64).
         render_mode: None or ``"rgb_array"``: :meth:`render` returns a lazy sequence of each
             env's top-down frame (rendered on access), as gymnasium's vector ``RecordVideo`` needs.
+        action_mode: ``"multi_discrete"`` (default: ``MultiDiscrete([4, 8, 5])``, actions
+            (num_envs, 3)) or ``"discrete"`` (``Discrete(160)``, actions (num_envs,): one index
+            per env, ``(move_amount * 8 + move_angle) * 5 + rotate``, decoded by the core's step;
+            ``EscapeRoomDiscrete-v0``), for clients that only handle Discrete actions.
         torch_outputs: return torch tensors (on the simulation's device) instead of numpy
             arrays; implied by ``device="cuda"``. On the CPU it gives a torch training loop the
             same zero-copy views without conversions, and runs the GPU path's code everywhere.
@@ -98,7 +102,7 @@ class EscapeRoomVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
     single_observation_space: Box
-    single_action_space: MultiDiscrete
+    single_action_space: MultiDiscrete | Discrete
 
     def __init__(
         self,
@@ -120,6 +124,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         render_height: int = 64,
         render_mode: str | None = None,
         torch_outputs: bool = False,
+        action_mode: str = "multi_discrete",
     ):
         options = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         num_envs = as_int("num_envs", num_envs)
@@ -133,6 +138,7 @@ class EscapeRoomVectorEnv(VectorEnv):
                 "(env i is agent i % num_agents of world i // num_agents)"
             )
         check_render_mode(render_mode)
+        spaces.action_space(action_mode)  # a bad action_mode raises before any allocation
         exec_mode, _ = parse_device(device)
         torch_outputs = bool(torch_outputs) or exec_mode is ExecMode.CUDA
         if torch_outputs:
@@ -160,6 +166,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             obs_mode=obs_mode,
             render_mode=render_mode,
             torch_outputs=torch_outputs,
+            action_mode=action_mode,
         )
         self._options = options
 
@@ -172,6 +179,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         obs_mode: str = "vector",
         render_mode: str | None = None,
         torch_outputs: bool = False,
+        action_mode: str = "multi_discrete",
     ) -> None:
         """Takes ``sim`` as this env's simulator: spaces, metadata and zero-copy views (numpy
         arrays, or torch tensors on the simulator's device with ``torch_outputs``)."""
@@ -188,7 +196,10 @@ class EscapeRoomVectorEnv(VectorEnv):
         self.obs_mode = obs_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.single_observation_space = observation_space(sim, obs_mode)
-        self.single_action_space = spaces.action_space()
+        self.action_mode = action_mode
+        self.single_action_space = spaces.action_space(action_mode)
+        self._flat = action_mode == "discrete"
+        self._action_shape = (num_envs,) if self._flat else (num_envs, 3)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
@@ -225,7 +236,7 @@ class EscapeRoomVectorEnv(VectorEnv):
             self._new_obs = functools.partial(torch.empty, obs_rows, dtype=torch.float32, device=dev)
         self._share_masks = self._torch is None or not self.copy
         # The core takes numpy or torch (any DLPack) arrays; its stub names only numpy arrays.
-        self._step_actions = cast("Callable[[Array, bool, Array | None], int]", sim.step_actions)
+        self._step_actions = cast("Callable[[Array, bool, Array | None, bool], int]", sim.step_actions)
         if sim.exec_mode is ExecMode.CUDA:
             # The core reads the actions on the simulator's stream: first let the work queued on
             # the caller's current stream (the policy that wrote them) finish. The step itself
@@ -233,9 +244,11 @@ class EscapeRoomVectorEnv(VectorEnv):
             current_stream, core_step = import_torch().cuda.current_stream, self._step_actions
             gpu = self._rewards.device
 
-            def step_after_callers_stream(actions: Array, refuse_done: bool, obs_out: Array | None) -> int:
+            def step_after_callers_stream(
+                actions: Array, refuse_done: bool, obs_out: Array | None, flat: bool
+            ) -> int:
                 current_stream(gpu).synchronize()
-                return core_step(actions, refuse_done, obs_out)
+                return core_step(actions, refuse_done, obs_out, flat)
 
             self._step_actions = step_after_callers_stream
         self._refuse_done = mode is AutoresetMode.DISABLED
@@ -307,8 +320,9 @@ class EscapeRoomVectorEnv(VectorEnv):
 
     @exclusive
     def step(self, actions) -> tuple[Array, Array, Array, Array, dict[str, Any]]:
-        """Steps every world once; actions are (num_envs, 3) int32/int64: numpy or CPU torch,
-        or with ``device="cuda"`` a tensor on the env's GPU (numpy is moved there)."""
+        """Steps every world once; actions are (num_envs, 3) int32/int64 (``action_mode="discrete"``:
+        (num_envs,) indices): numpy or CPU torch, or with ``device="cuda"`` a tensor on the env's
+        GPU (numpy is moved there)."""
         if type(actions) is not self._action_type:
             actions = self._as_array(actions)
         if self._zero_copy_views is None:
@@ -332,7 +346,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         """Validates the actions and steps, in one core call (dtype and shape checked there too);
         with ``obs_out``, the core also copies the new observations into it."""
         try:
-            code = self._step_actions(actions, self._refuse_done, obs_out)
+            code = self._step_actions(actions, self._refuse_done, obs_out, self._flat)
         except (TypeError, ValueError, RuntimeError):
             self._check_actions_array(actions)  # the same failure, told in this env's terms
             raise
@@ -344,13 +358,13 @@ class EscapeRoomVectorEnv(VectorEnv):
             self._check_dense(actions)
         if actions.dtype not in self._action_dtypes:
             raise TypeError(self._dtype_message(actions.dtype))
-        if tuple(actions.shape) != (self.num_envs, 3):
-            raise ValueError(f"actions must have shape ({self.num_envs}, 3), got {tuple(actions.shape)}")
+        if tuple(actions.shape) != self._action_shape:
+            raise ValueError(f"actions must have shape {self._action_shape}, got {tuple(actions.shape)}")
         if self._torch is not None and actions.device != self._torch_device:
             raise ValueError(f"actions are on {actions.device}, but this env runs on {self._torch_device}")
 
     def _dtype_message(self, dtype: Any) -> str:
-        return f"actions must be an int32 or int64 array of shape ({self.num_envs}, 3), got dtype {dtype}"
+        return f"actions must be an int32 or int64 array of shape {self._action_shape}, got dtype {dtype}"
 
     def _outputs(self, obs: Array | None = None) -> tuple[Array, Array, Array, Array, dict[str, Any]]:
         """The step's results from the simulator's buffers (fresh arrays when ``copy``)."""
@@ -455,7 +469,7 @@ class EscapeRoomVectorEnv(VectorEnv):
         if getattr(actions, "is_nested", False) or layout != "torch.strided":
             kind = "nested" if getattr(actions, "is_nested", False) else layout.replace("torch.", "")
             raise TypeError(
-                f"actions must be a dense int32 or int64 tensor of shape ({self.num_envs}, 3), got a {kind} "
+                f"actions must be a dense int32 or int64 tensor of shape {self._action_shape}, got a {kind} "
                 "tensor (use .to_dense())"
             )
 
@@ -479,8 +493,13 @@ class EscapeRoomVectorEnv(VectorEnv):
                 f"env {env} (world {world}) is done and autoreset_mode is DISABLED: reset it first "
                 "with reset(options={'reset_mask': mask})"
             )
+        if self._flat:
+            return ValueError(
+                f"actions[{code}] (the Discrete action of env {code}) is {int(actions[code])}, expected "
+                f"0 <= action < {spaces.NUM_DISCRETE_ACTIONS}"
+            )
         env, component = divmod(code, 3)
-        limit = self.single_action_space.nvec[component]
+        limit = spaces.action_space().nvec[component]
         return ValueError(
             f"actions[{env}, {component}] ({_ACTION_NAMES[component]} of env {env}) is "
             f"{int(actions[env, component])}, expected 0 <= {_ACTION_NAMES[component]} < {limit}"

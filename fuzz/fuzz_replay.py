@@ -45,7 +45,14 @@ from atheris_harness import byte_mutate, fuzz
 
 import escape_room_env as er
 from escape_room_env.config import ROOM_TYPES, RewardConfig
-from escape_room_env.replay import EndRecord, HashRecord, ReplayFile, ResetRecord, StepRecord
+from escape_room_env.replay import (
+    HEADER_FIELDS,
+    EndRecord,
+    HashRecord,
+    ReplayFile,
+    ResetRecord,
+    StepRecord,
+)
 
 #: Inputs that would replay more world-steps than this are read and decoded but not simulated,
 #: so that every execution stays in milliseconds.
@@ -69,14 +76,12 @@ HEADER_BYTES = 96
 CONFIG_CRC_AT, HEADER_CRC_AT = 76, 80
 # The header fields a config key mirrors: (offset, struct format).
 MIRRORED = {
-    "rules_version": (16, "<I"),
-    "num_worlds": (20, "<I"),
-    "num_agents": (24, "<I"),
-    "episode_len": (28, "<I"),
-    "rand_seed": (32, "<Q"),
-    "autoreset_mode": (40, "<I"),
-    "checksum_interval": (72, "<I"),
-}
+    name: HEADER_FIELDS[name]
+    for name in (
+        "rules_version", "num_worlds", "num_agents", "episode_len", "rand_seed", "autoreset_mode",
+        "checksum_interval",
+    )
+}  # fmt: skip
 AUTORESET_CODES = {"NEXT_STEP": 0, "SAME_STEP": 1, "DISABLED": 2}
 
 
@@ -365,6 +370,9 @@ def replay_file(data: bytes) -> str:
             return "format"
         with ReplayFile(PATH) as replay:
             check_records(replay)
+            # The steps a replay verifies: up to the last checkpoint (the end's, in a whole file).
+            # A truncated file's steps after it are replayed unverified, and the reader warns so.
+            verified = int(replay.checkpoint_steps().max(initial=0))
         if meta.num_worlds * max(meta.num_steps, 1) > MAX_WORLD_STEPS:
             return "large"
         try:
@@ -390,11 +398,11 @@ def replay_file(data: bytes) -> str:
         if len(_references) < REFERENCE_LIMIT:
             _references[key] = tuple(digests)
         return "new"
-    if tuple(digests) != reference:
-        differ = [i for i, (a, b) in enumerate(zip(digests, reference)) if a != b]
-        step = (differ[0] if differ else min(len(digests), len(reference))) + 1
+    if tuple(digests[:verified]) != reference[:verified]:
+        differ = [i for i, (a, b) in enumerate(zip(digests[:verified], reference)) if a != b]
+        step = (differ[0] if differ else min(verified, len(reference))) + 1
         raise SilentReplayDifference(
-            f"replayed all {meta.num_steps} steps as verified, but step {step}'s outputs differ from "
+            f"replayed {verified} steps as verified, but step {step}'s outputs differ from "
             "those of a file with the same records (the config block changed what the simulation "
             "computes and no checkpoint saw it)"
         )

@@ -284,17 +284,13 @@ ROOM = """
 """
 
 
+def camera(width, height, **kwargs) -> er.SimManager:
+    """A manager with the batch renderer on, ``width`` x ``height`` pixels a view."""
+    return er.SimManager(enable_batch_renderer=True, render_width=width, render_height=height, **kwargs)
+
+
 def room(num_agents=1, width=32, height=32, **kwargs):
-    return er.SimManager(
-        num_worlds=1,
-        num_agents=num_agents,
-        levels=ROOM,
-        enable_batch_renderer=True,
-        render_width=width,
-        render_height=height,
-        num_threads=1,
-        **kwargs,
-    )
+    return camera(width, height, num_worlds=1, num_agents=num_agents, levels=ROOM, num_threads=1, **kwargs)
 
 
 # -- a wall at a known distance ----------------------------------------------------------------
@@ -368,9 +364,7 @@ CUBE_ROOM = """
 
 
 def test_a_cube_in_front_of_a_lower_wall_hides_it_in_its_columns():
-    sim = er.SimManager(
-        num_worlds=1, levels=CUBE_ROOM, enable_batch_renderer=True, render_width=32, render_height=32
-    )
+    sim = camera(32, 32, num_worlds=1, levels=CUBE_ROOM)
     depth = sim.depth_tensor().to_numpy()[0, 0, :, :, 0]
     rgb = sim.rgb_tensor().to_numpy()[0, 0]
     u, v = column_u(32), row_v(32, 32)
@@ -423,9 +417,7 @@ def test_a_taller_cube_behind_a_lower_wall_shows_above_it():
     # face y = 16.5 (s = 12.5). The wall's top is at v = 1 / 10, the cube's at 1.5 / 12.5 = 0.12:
     # with v = (63 - 2 i) / 256, rows 17 (v = 29/256) and 18 (v = 27/256) show the cube, in the
     # columns that meet it (|u| <= 1.5 / 12.5: columns 113 to 142).
-    sim = er.SimManager(
-        num_worlds=1, levels=WALL_ROW, enable_batch_renderer=True, render_width=256, render_height=64
-    )
+    sim = camera(256, 64, num_worlds=1, levels=WALL_ROW)
     place(sim, agents={0: (15.0, 4.0)}, cubes={0: (15.0, 18.0)})
     depth = sim.depth_tensor().to_numpy()[0, 0, :, :, 0]
     rgb = sim.rgb_tensor().to_numpy()[0, 0]
@@ -500,16 +492,7 @@ DOOR_ROOM = """
 
 
 def door_room(num_agents=1, **kwargs):
-    return er.SimManager(
-        num_worlds=1,
-        num_agents=num_agents,
-        levels=DOOR_ROOM,
-        enable_batch_renderer=True,
-        render_width=32,
-        render_height=32,
-        num_threads=1,
-        **kwargs,
-    )
+    return camera(32, 32, num_worlds=1, num_agents=num_agents, levels=DOOR_ROOM, num_threads=1, **kwargs)
 
 
 def floor_points(origin, width, height):
@@ -563,9 +546,7 @@ CUBE_BUTTON_ROOM = """
 
 
 def test_a_button_under_a_cube_counts_as_pressed_where_it_shows():
-    sim = er.SimManager(
-        num_worlds=1, levels=CUBE_BUTTON_ROOM, enable_batch_renderer=True, render_width=32, render_height=32
-    )
+    sim = camera(32, 32, num_worlds=1, levels=CUBE_BUTTON_ROOM)
     button = tuple(sim._state("level_button_pos")[0, 0])
     assert button == (11.0, 13.0)
     # The cube overlaps the button's square by 0.15 (|dx| = 2.0 < 1.5 + 0.65): pressed.
@@ -626,14 +607,7 @@ def test_opening_the_door_shows_the_room_behind_it():
 
 def test_a_momentary_door_shows_closed_again_when_released():
     level = {"ascii": DOOR_ROOM, "momentary": [1]}
-    sim = er.SimManager(
-        num_worlds=1,
-        num_agents=2,
-        levels=level,
-        enable_batch_renderer=True,
-        render_width=32,
-        render_height=32,
-    )
+    sim = camera(32, 32, num_worlds=1, num_agents=2, levels=level)
 
     def door_pixels():
         rgb, depth = images(sim)
@@ -661,9 +635,7 @@ EMPTY = {"ascii": "...\n.S.\n..E", "cell_size": 200.0}
 
 
 def empty_view(width, height):
-    return er.SimManager(
-        num_worlds=1, levels=EMPTY, enable_batch_renderer=True, render_width=width, render_height=height
-    )
+    return camera(width, height, num_worlds=1, levels=EMPTY)
 
 
 def test_depth_increases_toward_the_horizon_on_an_empty_floor():
@@ -753,15 +725,7 @@ def test_exit_cells_are_tinted_on_the_floor():
 
 @pytest.mark.parametrize(("num_agents", "height", "width"), [(1, 24, 32), (3, 15, 33)])
 def test_generated_levels_match_the_camera_model_after_random_steps(num_agents, height, width):
-    sim = er.SimManager(
-        num_worlds=3,
-        num_agents=num_agents,
-        rand_seed=5,
-        enable_batch_renderer=True,
-        render_width=width,
-        render_height=height,
-        num_threads=1,
-    )
+    sim = camera(width, height, num_worlds=3, num_agents=num_agents, rand_seed=5, num_threads=1)
     rng = np.random.default_rng(0)
     for step in range(40):
         sim.action_tensor().to_numpy()[:] = random_actions(rng, 3, num_agents)
@@ -776,9 +740,7 @@ def test_generated_levels_match_the_camera_model_after_random_steps(num_agents, 
 
 
 def test_tensor_shapes_and_dtypes():
-    sim = er.SimManager(
-        num_worlds=3, num_agents=2, enable_batch_renderer=True, render_width=20, render_height=12
-    )
+    sim = camera(20, 12, num_worlds=3, num_agents=2)
     assert sim.render_size == (12, 20)
     assert sim.batch_renderer_enabled
     rgb, depth = sim.rgb_tensor(), sim.depth_tensor()
@@ -831,15 +793,7 @@ def test_image_tensors_without_the_renderer_raise(name):
 
 
 def run_images(steps=25, **kwargs):
-    sim = er.SimManager(
-        num_worlds=4,
-        num_agents=2,
-        rand_seed=3,
-        enable_batch_renderer=True,
-        render_width=24,
-        render_height=16,
-        **kwargs,
-    )
+    sim = camera(24, 16, num_worlds=4, num_agents=2, rand_seed=3, **kwargs)
     rng = np.random.default_rng(1)
     frames = [images(sim)]
     for _ in range(steps):
@@ -858,17 +812,7 @@ def test_images_are_bit_identical_across_thread_counts_and_managers():
 
 
 def test_nstep_renders_the_same_images_as_single_steps():
-    sims = [
-        er.SimManager(
-            num_worlds=3,
-            num_agents=2,
-            rand_seed=1,
-            enable_batch_renderer=True,
-            render_width=16,
-            render_height=8,
-        )
-        for _ in range(2)
-    ]
+    sims = [camera(16, 8, num_worlds=3, num_agents=2, rand_seed=1) for _ in range(2)]
     actions = random_actions(np.random.default_rng(0), 3, 2)
     for sim in sims:
         sim.action_tensor().to_numpy()[:] = actions
@@ -880,7 +824,7 @@ def test_nstep_renders_the_same_images_as_single_steps():
 
 
 def test_image_tensors_stay_readable_after_close():
-    sim = er.SimManager(num_worlds=2, enable_batch_renderer=True, render_width=8, render_height=8)
+    sim = camera(8, 8, num_worlds=2)
     rgb, depth = sim.rgb_tensor().to_numpy(), sim.depth_tensor().to_numpy()
     want = rgb.copy(), depth.copy()
     sim.close()
@@ -912,9 +856,7 @@ def test_a_replay_reproduces_the_images_step_by_step(tmp_path):
 
 
 def test_images_update_after_reset_worlds():
-    sim = er.SimManager(
-        num_worlds=3, rand_seed=4, enable_batch_renderer=True, render_width=16, render_height=16
-    )
+    sim = camera(16, 16, num_worlds=3, rand_seed=4)
     start = images(sim)
     sim.action_tensor().to_numpy()[:] = (move_amount.FAST, move_angle.FORWARD, rotate.FAST_LEFT)
     sim.step(5)
@@ -923,9 +865,7 @@ def test_images_update_after_reset_worlds():
     sim.reset_worlds(np.array([False, True, False]), seeds=[0, 5, 0])
     now = images(sim)
     # World 1 shows its new episode at once, the same as a fresh manager's world with seed 5 ...
-    fresh = er.SimManager(
-        num_worlds=1, rand_seed=5, enable_batch_renderer=True, render_width=16, render_height=16
-    )
+    fresh = camera(16, 16, num_worlds=1, rand_seed=5)
     np.testing.assert_array_equal(now[0][1], fresh.rgb_tensor().to_numpy()[0])
     np.testing.assert_array_equal(now[1][1], fresh.depth_tensor().to_numpy()[0])
     # ... and the other worlds are untouched.

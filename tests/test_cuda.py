@@ -16,7 +16,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ALL_TENSOR_NAMES, random_actions, some_worlds
+from helpers import ALL_TENSOR_NAMES, random_actions, scheduled_resets
 
 import escape_room_env as er
 from escape_room_env import _core
@@ -128,12 +128,8 @@ def drive(sims: list[er.SimManager], steps: int, seed: int, check, torch=None) -
         if i % 23 == 7:
             flags[rng.random(W) < 0.1] = 1
             counts["flag"] += 1
-        if i % 41 == 13:
-            reset_worlds(some_worlds(rng, W))
-        if i % 59 == 19:
-            reset_worlds(some_worlds(rng, W), rng.integers(0, 2**64, size=W, dtype=np.uint64), "seeds")
-        if i % 67 == 31:
-            reset_worlds(None, int(rng.integers(0, 2**63)), "int_seed")
+        for mask, seeds, kind in scheduled_resets(rng, i, W, max_int_seed=2**63):
+            reset_worlds(mask, seeds, kind)
         if i % 137 == 100:
             seed_all = int(rng.integers(0, 1000))
             for sim in sims:

@@ -349,13 +349,14 @@ def test_without_a_gpu_for_each_rank_cuda_is_refused_naming_the_way_out():
     assert ranks.device(torch.device("cuda", 0)) == torch.device("cuda", 0)  # shared, as asked
 
 
-def test_the_slurm_example_passes_only_flags_that_torchrun_and_the_trainer_have():
+def test_the_slurm_example_passes_only_flags_that_torchrun_and_the_trainer_have(tmp_path):
     script = Path(__file__).resolve().parent.parent / "examples" / "slurm_train.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     launcher, trainer = script.read_text().rsplit("torchrun", 1)[1].split("-m escape_room_env train")
     helps = [
         subprocess.run(
-            [sys.executable, *cmd, "--help"], capture_output=True, text=True, timeout=120, check=True
+            # From tmp_path: run from the repository, ``-m escape_room_env`` would import the source tree.
+            [sys.executable, *cmd, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True
         ).stdout
         for cmd in (["-m", "torch.distributed.run"], ["-m", "escape_room_env", "train"])
     ]

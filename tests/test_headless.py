@@ -17,9 +17,10 @@ def run_headless(*args: str) -> list[str]:
     return out.stdout.splitlines()
 
 
-def digest_run(worlds: int, agents: int, mode: int) -> list[str]:
-    """The arguments of a digest comparison: ``worlds`` worlds, 260 steps, one repeat."""
-    return [
+def digest_runs(worlds: int, agents: int, mode: int, *targets: str) -> list[list[str]]:
+    """The output of a digest comparison: ``worlds`` worlds, 260 steps, one repeat, on each of
+    ``targets`` (extra arguments, split on spaces: ``"--threads 1"``, ``"--gpu 0"``)."""
+    common = [
         "--worlds",
         str(worlds),
         "--steps",
@@ -31,18 +32,20 @@ def digest_run(worlds: int, agents: int, mode: int) -> list[str]:
         "--mode",
         str(mode),
     ]
+    return [run_headless(*common, *target.split()) for target in targets]
 
 
 def digest(lines: list[str]) -> str:
     return next(line.split(": ")[1] for line in lines if line.startswith("state digest: "))
 
 
-@pytest.mark.parametrize("agents", [1, 3])
-@pytest.mark.parametrize("mode", [0, 1, 2])
+#: Agent counts and reset modes the digest comparisons cover.
+DIGEST_CASES = pytest.mark.parametrize(("agents", "mode"), [(a, m) for m in (0, 1, 2) for a in (1, 3)])
+
+
+@DIGEST_CASES
 def test_headless_digest_is_the_same_for_one_and_two_threads(agents, mode):
-    common = digest_run(96, agents, mode)
-    one = run_headless(*common, "--threads", "1")
-    two = run_headless(*common, "--threads", "2")
+    one, two = digest_runs(96, agents, mode, "--threads 1", "--threads 2")
     assert digest(one) == digest(two)
     record = json.loads(one[0])
     assert record["num_worlds"] == 96 and record["num_agents"] == agents and record["world_steps_per_s"] > 0
@@ -81,22 +84,8 @@ def test_headless_on_a_gpu_without_one_fails_cleanly():
 
 
 @needs_gpu
-@pytest.mark.parametrize("agents", [1, 3])
-@pytest.mark.parametrize("mode", [0, 1, 2])
+@DIGEST_CASES
 def test_headless_digest_is_the_same_on_the_gpu(agents, mode):
-    common = [
-        "--worlds",
-        "300",
-        "--steps",
-        "260",
-        "--repeats",
-        "1",
-        "--agents",
-        str(agents),
-        "--mode",
-        str(mode),
-    ]
-    cpu = run_headless(*common, "--threads", "2")
-    gpu = run_headless(*common, "--gpu", "0")
+    cpu, gpu = digest_runs(300, agents, mode, "--threads 2", "--gpu 0")
     assert digest(cpu) == digest(gpu)
     assert gpu[-2].startswith("median world-steps/s: ") and gpu[-2].endswith("(cuda:0)")

@@ -320,48 +320,47 @@ def test_autoreset_mode_is_gymnasiums_enum():
     assert er.AutoresetMode is gymnasium.vector.AutoresetMode
 
 
-def _run_past_episode_end(sim: er.SimManager) -> dict[str, list]:
-    """Moves forward for episode_len + 2 steps; returns world 0's done, steps_remaining,
-    reward and agent y after each step."""
-    sim.action_tensor().to_numpy()[:] = (er.action.move_amount.FAST, er.action.move_angle.FORWARD, 2)
-    out: dict[str, list] = {"done": [], "steps": [], "reward": [], "y": []}
-    for _ in range(sim.episode_len + 2):
-        sim.step()
-        out["done"].append(int(sim.done_tensor().to_numpy()[0, 0, 0]))
-        out["steps"].append(int(sim.steps_remaining_tensor().to_numpy()[0, 0, 0]))
-        out["reward"].append(float(sim.reward_tensor().to_numpy()[0, 0, 0]))
-        out["y"].append(float(sim._state("agent_pos")[0, 0, 1]))
+def _run_past_episode_end(**options) -> dict:
+    """A manager of 2 worlds, episodes of 3 steps and ``options``, moved forward for 5 steps:
+    its reset mode and world 0's done, steps_remaining, reward and agent y after each step."""
+    with er.SimManager(num_worlds=2, episode_len=3, **options) as sim:
+        sim.action_tensor().to_numpy()[:] = (er.action.move_amount.FAST, er.action.move_angle.FORWARD, 2)
+        out: dict = {"mode": sim.autoreset_mode, "done": [], "steps": [], "reward": [], "y": []}
+        for _ in range(sim.episode_len + 2):
+            sim.step()
+            out["done"].append(int(sim.done_tensor().to_numpy()[0, 0, 0]))
+            out["steps"].append(int(sim.steps_remaining_tensor().to_numpy()[0, 0, 0]))
+            out["reward"].append(float(sim.reward_tensor().to_numpy()[0, 0, 0]))
+            out["y"].append(float(sim._state("agent_pos")[0, 0, 1]))
     return out
 
 
 def test_auto_reset_true_means_same_step():
-    with er.SimManager(num_worlds=2, auto_reset=True, episode_len=3) as sim:
-        assert sim.autoreset_mode is er.AutoresetMode.SAME_STEP
-        run = _run_past_episode_end(sim)
-        # Done on step 3, which already shows the new episode's steps_remaining.
-        assert run["done"] == [0, 0, 1, 0, 0]
-        assert run["steps"] == [2, 1, 3, 2, 1]
-        assert run["y"][2] < run["y"][1]  # back at the spawn of the new episode
+    run = _run_past_episode_end(auto_reset=True)
+    assert run["mode"] is er.AutoresetMode.SAME_STEP
+    # Done on step 3, which already shows the new episode's steps_remaining.
+    assert run["done"] == [0, 0, 1, 0, 0]
+    assert run["steps"] == [2, 1, 3, 2, 1]
+    assert run["y"][2] < run["y"][1]  # back at the spawn of the new episode
 
 
 def test_auto_reset_false_means_disabled():
-    with er.SimManager(num_worlds=2, auto_reset=False, episode_len=3) as sim:
-        assert sim.autoreset_mode is er.AutoresetMode.DISABLED
-        run = _run_past_episode_end(sim)
-        # Frozen after the done step: done stays 1, no motion, reward 0.
-        assert run["done"] == [0, 0, 1, 1, 1]
-        assert run["steps"] == [2, 1, 0, 0, 0]
-        assert run["y"][1] < run["y"][2] == run["y"][3] == run["y"][4]
-        assert run["reward"][3:] == [0.0, 0.0]
+    run = _run_past_episode_end(auto_reset=False)
+    assert run["mode"] is er.AutoresetMode.DISABLED
+    # Frozen after the done step: done stays 1, no motion, reward 0.
+    assert run["done"] == [0, 0, 1, 1, 1]
+    assert run["steps"] == [2, 1, 0, 0, 0]
+    assert run["y"][1] < run["y"][2] == run["y"][3] == run["y"][4]
+    assert run["reward"][3:] == [0.0, 0.0]
 
 
 def test_next_step_mode_starts_the_new_episode_on_the_following_step():
-    with er.SimManager(num_worlds=2, autoreset_mode="next_step", episode_len=3) as sim:
-        run = _run_past_episode_end(sim)
-        assert run["done"] == [0, 0, 1, 0, 0]
-        assert run["steps"] == [2, 1, 0, 3, 2]
-        assert run["reward"][3] == 0.0  # the reset step: action ignored, reward 0
-        assert run["y"][3] < run["y"][2]  # back at a spawn
+    run = _run_past_episode_end(autoreset_mode="next_step")
+    assert run["mode"] is er.AutoresetMode.NEXT_STEP
+    assert run["done"] == [0, 0, 1, 0, 0]
+    assert run["steps"] == [2, 1, 0, 3, 2]
+    assert run["reward"][3] == 0.0  # the reset step: action ignored, reward 0
+    assert run["y"][3] < run["y"][2]  # back at a spawn
 
 
 def test_reward_config_is_used_by_the_core():

@@ -8,6 +8,7 @@ over every room type, agent count and reset mode, and the shipped custom levels.
 
 import numpy as np
 import pytest
+from helpers import one_thread_manager
 
 import escape_room_env as er
 
@@ -46,15 +47,7 @@ def assert_finite(sim: er.SimManager, step: int) -> None:
 @pytest.mark.parametrize(("agents", "mode", "kwargs"), configs())
 def test_random_play_never_produces_a_nan_or_an_infinity(agents, mode, kwargs):
     rng = np.random.default_rng(agents * 100 + len(mode))
-    with er.SimManager(
-        num_worlds=WORLDS,
-        num_agents=agents,
-        autoreset_mode=mode,
-        episode_len=90,
-        rand_seed=7,
-        num_threads=1,
-        **kwargs,
-    ) as sim:
+    with one_thread_manager(mode, WORLDS, 7, agents, episode_len=90, **kwargs) as sim:
         actions = sim.action_tensor().to_numpy()
         done = sim.done_tensor().to_numpy()
         assert_finite(sim, 0)

@@ -118,6 +118,23 @@ def test_cli_train_runs_and_reports(tmp_path):
     assert (tmp_path / "cli" / "policy.pt").exists()
 
 
+def test_cli_train_in_a_pipe_prints_plain_log_lines_without_a_progress_bar(tmp_path):
+    # the progress bar is on by default; stdout and stderr are pipes here, as in `| tee log`
+    args = ("--num-envs", "16", "--num-steps", "8", "--total-timesteps", "256", "--log-every", "1")
+    out = subprocess.run(
+        [sys.executable, "-m", "escape_room_env.cli", "train", *args, "--save-dir", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "\r" not in out.stdout and "\r" not in out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("step ")]
+    assert len(lines) == 2  # 256 steps in updates of 16 x 8: one log line per update
+    assert "done: 256 steps" in out.stdout
+
+
 def test_cli_help_lists_the_training_flags():
     out = subprocess.run(
         [sys.executable, "-m", "escape_room_env.cli", "train", "--help"],

@@ -11,8 +11,6 @@ vector env of K * W worlds reset with seed ``s * W``, which is what these tests 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ import pufferlib
 import pufferlib.emulation
 import pufferlib.vector
 from gymnasium.vector import AutoresetMode
-from helpers import OUTSIDE_SOURCE
+from helpers import run_python
 
 import escape_room_env as er
 from escape_room_env.puffer import INSTALL, STATS, EscapeRoomPufferEnv
@@ -344,7 +342,7 @@ def test_core_package_never_imports_pufferlib():
         "gymnasium.make_vec('EscapeRoom-v0', num_envs=2)\n"
         "assert 'pufferlib' not in sys.modules, 'escape_room_env imported pufferlib'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=OUTSIDE_SOURCE)
+    run_python("-c", code, timeout=60, check=True)
 
 
 def test_without_pufferlib_the_module_imports_and_the_env_says_how_to_install_it():
@@ -357,14 +355,7 @@ def test_without_pufferlib_the_module_imports_and_the_env_says_how_to_install_it
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        cwd=OUTSIDE_SOURCE,
-    )
+    proc = run_python("-c", code, timeout=60, check=True)
     assert proc.stdout.startswith("EscapeRoomPufferEnv needs PufferLib, which is not installed")
     assert proc.stdout.rstrip().endswith(f"without its torch==2.9.0 pin: {INSTALL}")
     assert INSTALL == "pip install --no-deps pufferlib-core && pip install psutil rich rich-argparse"
@@ -380,26 +371,13 @@ def test_readme_snippet_runs_as_written():
     section = readme_section("Using with PufferLib")
     assert INSTALL in section
     (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=OUTSIDE_SOURCE,
-    )
+    proc = run_python("-c", code)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_puffer_train_example_runs_a_tiny_training():
     script = REPO / "examples" / "puffer_train.py"
     tiny = "--total-timesteps 4096 --num-envs 2 --worlds-per-env 32 --num-steps 32 --episode-len 20"
-    proc = subprocess.run(
-        [sys.executable, str(script), *tiny.split()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = run_python(script, *tiny.split(), timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "episode_return" in proc.stdout and "SPS" in proc.stdout, proc.stdout

@@ -64,8 +64,8 @@ def test_import_registers_the_id_with_both_entry_points():
     spec = gymnasium.spec("EscapeRoom-v0")
     assert er.ENV_ID == "EscapeRoom-v0"
     assert spec.entry_point == "escape_room_env.env:EscapeRoomEnv"
-    assert spec.vector_entry_point == "escape_room_env.vector_env:EscapeRoomVectorEnv"
-    assert spec.max_episode_steps is None
+    assert spec.vector_entry_point == "escape_room_env.registration:make_vector_env"
+    assert spec.max_episode_steps == 200 and spec.reward_threshold == 2.5
 
 
 def test_register_again_is_harmless():
@@ -74,15 +74,14 @@ def test_register_again_is_harmless():
     assert gymnasium.spec("EscapeRoom-v0") == spec
 
 
-def test_make_builds_the_single_env_without_a_time_limit_wrapper():
+def test_make_builds_the_single_env_whose_own_episode_len_ends_episodes():
+    # gymnasium's TimeLimit at the spec's max_episode_steps (200) wraps it; the simulator's own
+    # episode_len (here shorter) ends the episode first
     env = gymnasium.make("EscapeRoom-v0", episode_len=5)
     assert isinstance(env.unwrapped, er.EscapeRoomEnv)
+    assert isinstance(env, gymnasium.wrappers.TimeLimit) and env.spec.max_episode_steps == 200
     assert env.spec.id == "EscapeRoom-v0"
     assert env.spec.kwargs["episode_len"] == 5
-    wrapper = env
-    while isinstance(wrapper, gymnasium.Wrapper):
-        assert not isinstance(wrapper, gymnasium.wrappers.TimeLimit)
-        wrapper = wrapper.env
     env.reset(seed=0)
     flags = [env.step(np.array([0, 0, 2]))[3] for _ in range(5)]
     assert flags == [False] * 4 + [True]
@@ -156,7 +155,13 @@ def test_make_vec_max_episode_steps_reaches_the_vector_env():
 def test_make_vec_records_id_and_kwargs_on_the_spec():
     envs = gymnasium.make_vec("EscapeRoom-v0", num_envs=6, **KWARGS)
     assert envs.spec.id == "EscapeRoom-v0"
-    assert envs.spec.kwargs == {**KWARGS, "num_envs": 6, "vectorization_mode": "vector_entry_point"}
+    # make_vec records the spec's max_episode_steps it passed along; episode_len wins over it
+    assert envs.spec.kwargs == {
+        **KWARGS,
+        "max_episode_steps": 200,
+        "num_envs": 6,
+        "vectorization_mode": "vector_entry_point",
+    }
     # gymnasium's round trip: the recorded spec rebuilds the same vector env
     again = gymnasium.make_vec(envs.spec)
     assert type(again) is er.EscapeRoomVectorEnv and again.num_envs == 6

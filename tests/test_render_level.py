@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tracemalloc
 
 import numpy as np
 import pytest
-from helpers import OUTSIDE_SOURCE
+from helpers import run_python
 
 from escape_room_env.levels import compile_level
 from escape_room_env.render import COLOURS, MAX_PICTURE_SIDE, Scene, level_picture, picture
@@ -96,13 +94,7 @@ def test_scene_draws_bodies_where_given_open_doors_and_pressed_buttons(level):
 
 
 def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "escape_room_env.cli", *args],
-        cwd=OUTSIDE_SOURCE,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_python("-m", "escape_room_env.cli", *args)
 
 
 def test_render_level_cli_writes_the_png_of_a_shipped_level(tmp_path):

@@ -24,7 +24,7 @@ import zlib
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
-from helpers import some_worlds
+from helpers import STEP_OUTPUTS, scheduled_resets, step_replay_to_its_end
 
 import escape_room_env as er
 from escape_room_env.replay import (
@@ -40,14 +40,7 @@ MODES = ("same_step", "next_step", "disabled")
 ACTION_MAX = np.array([n - 1 for n in er.action.NUM_CHOICES], dtype=np.int32)
 # Every output tensor of SPEC §3 (the views are slices of `observation`).
 OUTPUTS = (
-    "reward",
-    "done",
-    "termination_reason",
-    "terminated",
-    "truncated",
-    "steps_remaining",
-    "progress",
-    "observation",
+    *STEP_OUTPUTS,
     "final_observation",
     "elapsed_steps",
     "doors_opened",
@@ -106,9 +99,9 @@ def drive(sim: er.SimManager, steps: int, seed: int) -> Run:
     done = sim.done_tensor().to_numpy()
     disabled = sim.autoreset_mode is AutoresetMode.DISABLED
     snaps, records = [], []
-    counts = dict.fromkeys(("flag", "reset", "seeds", "int_seed", "reseed", "frozen", "done"), 0)
+    counts = dict.fromkeys(("flag", "mask", "seeds", "int_seed", "reseed", "frozen", "done"), 0)
 
-    def reset_worlds(mask, seeds=None, key="reset"):
+    def reset_worlds(mask, seeds=None, key="mask"):
         mask = np.ones(W, bool) if mask is None else np.asarray(mask, bool)
         if seeds is None:
             sim.reset_worlds(mask)
@@ -137,12 +130,8 @@ def drive(sim: er.SimManager, steps: int, seed: int) -> Run:
         if i % 23 == 7:
             reset[rng.integers(W)] = 1
             counts["flag"] += 1
-        if i % 41 == 13:
-            reset_worlds(some_worlds(rng, W))
-        if i % 59 == 19:
-            reset_worlds(some_worlds(rng, W), rng.integers(0, 2**64, size=W, dtype=np.uint64), "seeds")
-        if i % 67 == 31:
-            reset_worlds(None, int(rng.integers(0, 1000)), "int_seed")
+        for mask, seeds, kind in scheduled_resets(rng, i, W, max_int_seed=1000):
+            reset_worlds(mask, seeds, kind)
         if i % 137 == 100:
             seed = int(rng.integers(0, 1000))
             sim.reseed(seed)
@@ -214,7 +203,7 @@ def test_round_trip_of_500_steps_with_every_kind_of_reset_is_exact(tmp_path, mod
 
     # The schedule really exercised what it claims to.
     counts = run.counts
-    assert counts["flag"] and counts["reset"] and counts["seeds"] and counts["int_seed"] and counts["reseed"]
+    assert counts["flag"] and counts["mask"] and counts["seeds"] and counts["int_seed"] and counts["reseed"]
     assert counts["done"] >= 20, counts
     if mode == "disabled":
         assert counts["frozen"] > counts["done"] // 2, counts
@@ -241,33 +230,26 @@ def test_round_trip_of_500_steps_with_every_kind_of_reset_is_exact(tmp_path, mod
     # ReplayVectorEnv: the same through the gymnasium API.
     N = W * num_agents
     envs = er.wrappers.ReplayVectorEnv(path)
-    try:
-        assert envs.replay_progress == (0, steps)
-        for i, want in enumerate(run.snaps):
-            obs, rewards, terminated, truncated, infos = envs.step(None)
-            where = f"at step {i + 1} (ReplayVectorEnv)"
-            assert_same(snapshot(envs.sim), want, where)  # done, steps_remaining, ... underneath
-            assert np.array_equal(obs, want["observation"].reshape(N, -1)), where
-            assert np.array_equal(rewards, want["reward"].reshape(N)), where
-            assert np.array_equal(terminated, want["terminated"].reshape(N)), where
-            assert np.array_equal(truncated, want["truncated"].reshape(N)), where
-            assert np.array_equal(infos["progress"], want["progress"].reshape(N)), where
-            assert np.array_equal(infos["elapsed_step"], want["elapsed_steps"].reshape(N)), where
-            if mode != "same_step":
-                assert np.array_equal(infos["termination_reason"], want["termination_reason"].reshape(N))
-            else:
-                done = (want["done"] == 1).reshape(N)
-                assert np.array_equal(infos.get("_final_obs", np.zeros(N, bool)), done), where
-                for env in np.flatnonzero(done):
-                    assert np.array_equal(
-                        infos["final_obs"][env], want["final_observation"].reshape(N, -1)[env]
-                    ), where
-            assert infos["replay_finished"] is (i == steps - 1), where
-        assert envs.replay_progress == (steps, steps)
-        with pytest.raises(er.EscapeRoomError):
-            envs.step(None)
-    finally:
-        envs.close()
+    assert len(run.snaps) == steps
+    for i, (obs, rewards, terminated, truncated, infos) in enumerate(step_replay_to_its_end(envs, steps)):
+        want = run.snaps[i]
+        where = f"at step {i + 1} (ReplayVectorEnv)"
+        assert_same(snapshot(envs.sim), want, where)  # done, steps_remaining, ... underneath
+        assert np.array_equal(obs, want["observation"].reshape(N, -1)), where
+        assert np.array_equal(rewards, want["reward"].reshape(N)), where
+        assert np.array_equal(terminated, want["terminated"].reshape(N)), where
+        assert np.array_equal(truncated, want["truncated"].reshape(N)), where
+        assert np.array_equal(infos["progress"], want["progress"].reshape(N)), where
+        assert np.array_equal(infos["elapsed_step"], want["elapsed_steps"].reshape(N)), where
+        if mode != "same_step":
+            assert np.array_equal(infos["termination_reason"], want["termination_reason"].reshape(N))
+        else:
+            done = (want["done"] == 1).reshape(N)
+            assert np.array_equal(infos.get("_final_obs", np.zeros(N, bool)), done), where
+            for env in np.flatnonzero(done):
+                assert np.array_equal(
+                    infos["final_obs"][env], want["final_observation"].reshape(N, -1)[env]
+                ), where
 
 
 def test_recording_with_a_seed_reproduces_a_fresh_manager_with_that_rand_seed(tmp_path):
@@ -388,6 +370,16 @@ def test_step_nstep_records_k_step_records_with_the_reset_flags_on_the_first(tmp
     assert_same(replay_with_manager(path)[-1], want, "after the last step")
 
 
+#: The manager the load_replay tests record with (and load into).
+LOAD_REPLAY_CONFIG = {
+    "num_worlds": 4,
+    "num_agents": 2,
+    "episode_len": 30,
+    "autoreset_mode": "next_step",
+    "num_threads": 1,
+}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
@@ -402,16 +394,9 @@ def test_step_nstep_records_k_step_records_with_the_reset_flags_on_the_first(tmp
 )
 def test_load_replay_is_deprecated_and_names_the_first_differing_config_field(tmp_path, kwargs, field):
     path = tmp_path / "run.bin"
-    base = {
-        "num_worlds": 4,
-        "num_agents": 2,
-        "episode_len": 30,
-        "autoreset_mode": "next_step",
-        "num_threads": 1,
-    }
-    with er.SimManager(**base) as sim, sim.recording(path, seed=1):
+    with er.SimManager(**LOAD_REPLAY_CONFIG) as sim, sim.recording(path, seed=1):
         sim.step(nstep=5)
-    with er.SimManager(**{**base, **kwargs}) as other:
+    with er.SimManager(**{**LOAD_REPLAY_CONFIG, **kwargs}) as other:
         with pytest.warns(DeprecationWarning, match="from_replay"), pytest.raises(ValueError) as info:
             other.load_replay(path)
         message = str(info.value)
@@ -421,18 +406,11 @@ def test_load_replay_is_deprecated_and_names_the_first_differing_config_field(tm
 
 def test_load_replay_into_a_matching_manager_replays_exactly(tmp_path):
     path = tmp_path / "run.bin"
-    kwargs = {
-        "num_worlds": 4,
-        "num_agents": 2,
-        "episode_len": 30,
-        "autoreset_mode": "next_step",
-        "num_threads": 1,
-    }
-    with er.SimManager(rand_seed=8, **kwargs) as sim:
+    with er.SimManager(rand_seed=8, **LOAD_REPLAY_CONFIG) as sim:
         sim.start_recording(path, seed=8)
         run = drive(sim, 90, seed=3)
         sim.stop_recording()
-    with er.SimManager(rand_seed=123, **kwargs) as other:
+    with er.SimManager(rand_seed=123, **LOAD_REPLAY_CONFIG) as other:
         other.step(nstep=17)  # its own state is replaced by the file's
         assert not other.has_replay()
         with pytest.warns(DeprecationWarning, match="from_replay"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import step_spans
 
 import escape_room_env as er
 from escape_room_env.replay import ReplayFile, StepRecord
@@ -33,17 +34,6 @@ def cli(*args: str, check_rc: int | None = 0) -> subprocess.CompletedProcess:
             f"rc {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
-
-
-def step_spans(data: bytes) -> list[tuple[int, int]]:
-    (config_bytes,) = struct.unpack_from("<Q", data, 48)
-    pos, spans = 96 + config_bytes, []
-    while pos + 8 <= len(data):
-        tag, length = struct.unpack_from("<4sI", data, pos)
-        if tag == b"STEP":
-            spans.append((pos, pos + 12 + length))
-        pos += 12 + length
-    return spans
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ import escape_room_env as er
 from escape_room_env import replay as replay_module
 from escape_room_env.errors import ReplayFormatError
 from escape_room_env.replay import (
+    HEADER_FIELDS,
     EndRecord,
     HashRecord,
     ReplayFile,
@@ -42,23 +43,6 @@ from escape_room_env.replay import (
 
 UNFINISHED = 2**64 - 1
 CREATED_NS = 1_763_700_000_123_456_789  # 2025-11-21T04:40:00.123456789Z
-HEADER_FIELDS = {  # name: (offset, struct format)
-    "format_version": (8, "<I"),
-    "header_bytes": (12, "<I"),
-    "rules_version": (16, "<I"),
-    "num_worlds": (20, "<I"),
-    "num_agents": (24, "<I"),
-    "episode_len": (28, "<I"),
-    "rand_seed": (32, "<Q"),
-    "autoreset_mode": (40, "<I"),
-    "flags": (44, "<I"),
-    "config_bytes": (48, "<Q"),
-    "num_steps": (56, "<Q"),
-    "created_unix_ns": (64, "<Q"),
-    "checksum_interval": (72, "<I"),
-    "config_crc32": (76, "<I"),
-    "header_crc32": (80, "<I"),
-}
 FORMAT_VERSION = 2
 CONFIG_CRC_AT = 76  # u32 zlib.crc32 of the config block
 HEADER_CRC_AT = 80  # u32 zlib.crc32 of header bytes [0, 80)

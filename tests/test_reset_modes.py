@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import STEP_OUTPUTS, one_thread_manager
 
 import escape_room_env as er
 
 F = np.float32
 FAST_FORWARD = (er.action.move_amount.FAST, er.action.move_angle.FORWARD, er.action.rotate.NONE)
-OUTPUTS = (
-    "reward",
-    "done",
-    "termination_reason",
-    "terminated",
-    "truncated",
-    "steps_remaining",
-    "progress",
-    "observation",
-)
+OUTPUTS = STEP_OUTPUTS
 STATE = (
     "seed",
     "episode",
@@ -42,14 +34,7 @@ SENTINEL = F(-7.0)
 
 
 def make(mode, num_worlds=3, seed=5, num_agents=1, **kwargs):
-    return er.SimManager(
-        num_worlds=num_worlds,
-        rand_seed=seed,
-        num_agents=num_agents,
-        autoreset_mode=mode,
-        num_threads=1,
-        **kwargs,
-    )
+    return one_thread_manager(mode, num_worlds, seed, num_agents, **kwargs)
 
 
 def out(sim, name):

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import gc
 import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import OUTSIDE_SOURCE
+from helpers import run_python
 
 import escape_room_env as er
 
@@ -180,14 +178,7 @@ print(path + ".open", flush=True)
 
 
 def test_interpreter_exit_reports_no_nanobind_leaks_and_finishes_open_recordings(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", EXIT_SCRIPT],
-        check=False,
-        cwd=OUTSIDE_SOURCE,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python("-c", EXIT_SCRIPT)
     assert result.returncode == 0, result.stderr
     assert "leak" not in result.stderr.lower(), result.stderr
     # The manager left open was destroyed at exit, which finished its recording.

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import one_thread_manager
 
 import escape_room_env as er
 
@@ -293,15 +294,7 @@ class RefWorld:
 
 
 def make_sim(num_agents=1, rooms=ROOMS, mode="next_step", num_worlds=1, seed=3, **kwargs):
-    return er.SimManager(
-        num_worlds=num_worlds,
-        rand_seed=seed,
-        num_agents=num_agents,
-        autoreset_mode=mode,
-        num_threads=1,
-        rooms=rooms,
-        **kwargs,
-    )
+    return one_thread_manager(mode, num_worlds, seed, num_agents, rooms=rooms, **kwargs)
 
 
 def park_buttons(sim, w=0):
@@ -362,6 +355,24 @@ def step_and_expect(sim, actions, w=0):
     return ref
 
 
+def step_placed(agents, actions, yaw=0.0, cubes=()):
+    """Agent a at ``agents[a]`` (x, y) facing ``yaw``, cube k at ``cubes[k]``, the buttons and the
+    other cubes parked, stepped once with ``actions``: the manager and the reference world after
+    the step."""
+    sim = make_sim(num_agents=len(agents))
+    clear_scene(sim)
+    for k, xy in enumerate(cubes):
+        sim._state("cube_pos")[0, k] = xy
+    for a, (x, y) in enumerate(agents):
+        place(sim, a, x, y, yaw=yaw)
+    return sim, step_and_expect(sim, actions)
+
+
+def step_alone(x, y, yaw, action):
+    """Agent 0 alone at (x, y) facing ``yaw``, stepped once with ``action``."""
+    return step_placed([(x, y)], [action], yaw=yaw)
+
+
 def assert_matches(sim, ref, w=0):
     np.testing.assert_array_equal(sim._state("agent_pos")[w], np.array(ref.agents, dtype=F))
     np.testing.assert_array_equal(sim._state("agent_yaw")[w], np.array(ref.yaw, dtype=F))
@@ -386,11 +397,8 @@ def _assert_open_space(sim, x, y):
 
 @pytest.mark.parametrize("amount, distance", [(0, 0.0), (1, 1.0 / 3.0), (2, 2.0 / 3.0), (3, 1.0)])
 def test_move_amount_moves_its_distance_per_step(amount, distance):
-    sim = make_sim()
-    clear_scene(sim)
+    sim, ref = step_alone(*OPEN_SPACE, 0.0, (amount, ANGLE.FORWARD, ROTATE.NONE))
     _assert_open_space(sim, *OPEN_SPACE)
-    place(sim, 0, *OPEN_SPACE, yaw=0.0)
-    ref = step_and_expect(sim, [(amount, ANGLE.FORWARD, ROTATE.NONE)])
     p = pos(sim)
     # yaw 0 faces +y: four quarter-step substeps of distance / 4 each
     q = MOVE_DISTANCE[amount] * F(0.25)
@@ -402,11 +410,8 @@ def test_move_amount_moves_its_distance_per_step(amount, distance):
 
 @pytest.mark.parametrize("angle", range(8))
 def test_move_angle_points_k_eighths_clockwise_from_forward(angle):
-    sim = make_sim()
-    clear_scene(sim)
+    sim, ref = step_alone(*OPEN_SPACE, 0.0, (AMOUNT.FAST, angle, ROTATE.NONE))
     _assert_open_space(sim, *OPEN_SPACE)
-    place(sim, 0, *OPEN_SPACE, yaw=0.0)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, angle, ROTATE.NONE)])
     p = pos(sim)
     # yaw 0: forward = +y, right = +x; theta = k pi/4 clockwise: d = (sin theta, cos theta)
     theta = angle * math.pi / 4.0
@@ -417,10 +422,7 @@ def test_move_angle_points_k_eighths_clockwise_from_forward(angle):
 @pytest.mark.parametrize("angle", range(8))
 def test_move_angle_is_relative_to_the_heading(angle):
     """At yaw = pi/2 the agent faces -x and its right is +y (f = (-sin, cos), r = (cos, sin))."""
-    sim = make_sim()
-    clear_scene(sim)
-    place(sim, 0, *OPEN_SPACE, yaw=math.pi / 2)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, angle, ROTATE.NONE)])
+    sim, ref = step_alone(*OPEN_SPACE, math.pi / 2, (AMOUNT.FAST, angle, ROTATE.NONE))
     theta = angle * math.pi / 4.0
     expected = np.array([-math.cos(theta), math.sin(theta)])
     np.testing.assert_allclose(pos(sim) - np.array(OPEN_SPACE), expected, atol=1e-6)
@@ -429,10 +431,7 @@ def test_move_angle_is_relative_to_the_heading(angle):
 
 @pytest.mark.parametrize("rotate", range(5))
 def test_rotate_turns_by_two_minus_rotate_sixteenths_of_pi(rotate):
-    sim = make_sim()
-    clear_scene(sim)
-    place(sim, 0, *OPEN_SPACE, yaw=0.25)
-    step_and_expect(sim, [(AMOUNT.STOP, ANGLE.FORWARD, rotate)])
+    sim, _ = step_alone(*OPEN_SPACE, 0.25, (AMOUNT.STOP, ANGLE.FORWARD, rotate))
     yaw = sim._state("agent_yaw")[0, 0]
     assert yaw == F(F(0.25) + F(2 - rotate) * (PI / F(16)))
     assert abs(float(yaw) - (0.25 + (2 - rotate) * math.pi / 16)) < 1e-6
@@ -440,11 +439,8 @@ def test_rotate_turns_by_two_minus_rotate_sixteenths_of_pi(rotate):
 
 
 def test_rotate_left_wraps_across_pi_to_negative_yaw():
-    sim = make_sim()
-    clear_scene(sim)
     start = F(3.0)
-    place(sim, 0, *OPEN_SPACE, yaw=start)
-    step_and_expect(sim, [(AMOUNT.STOP, ANGLE.FORWARD, ROTATE.FAST_LEFT)])
+    sim, _ = step_alone(*OPEN_SPACE, start, (AMOUNT.STOP, ANGLE.FORWARD, ROTATE.FAST_LEFT))
     yaw = sim._state("agent_yaw")[0, 0]
     assert yaw == F(F(start + F(2) * (PI / F(16))) - TWO_PI)
     assert -math.pi < yaw < 0
@@ -452,11 +448,8 @@ def test_rotate_left_wraps_across_pi_to_negative_yaw():
 
 
 def test_rotate_right_wraps_across_minus_pi_to_positive_yaw():
-    sim = make_sim()
-    clear_scene(sim)
     start = F(-3.1)
-    place(sim, 0, *OPEN_SPACE, yaw=start)
-    step_and_expect(sim, [(AMOUNT.STOP, ANGLE.FORWARD, ROTATE.SLOW_RIGHT)])
+    sim, _ = step_alone(*OPEN_SPACE, start, (AMOUNT.STOP, ANGLE.FORWARD, ROTATE.SLOW_RIGHT))
     yaw = sim._state("agent_yaw")[0, 0]
     assert yaw == F(F(start - PI / F(16)) + TWO_PI)
     assert 0 < yaw <= math.pi
@@ -464,20 +457,14 @@ def test_rotate_right_wraps_across_minus_pi_to_positive_yaw():
 
 def test_yaw_exactly_minus_pi_wraps_to_plus_pi():
     """The wrap interval is (-pi, pi]: a turn landing on -pi is reported as +pi."""
-    sim = make_sim()
-    clear_scene(sim)
     start = F(-PI + PI / F(16))
-    place(sim, 0, *OPEN_SPACE, yaw=start)
-    step_and_expect(sim, [(AMOUNT.STOP, ANGLE.FORWARD, ROTATE.SLOW_RIGHT)])
+    sim, _ = step_alone(*OPEN_SPACE, start, (AMOUNT.STOP, ANGLE.FORWARD, ROTATE.SLOW_RIGHT))
     assert sim._state("agent_yaw")[0, 0] == F(F(start - PI / F(16)) + TWO_PI)
     assert sim._state("agent_yaw")[0, 0] > 0
 
 
 def test_rotation_is_applied_before_the_move():
-    sim = make_sim()
-    clear_scene(sim)
-    place(sim, 0, *OPEN_SPACE, yaw=0.0)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.FORWARD, ROTATE.FAST_LEFT)])
+    sim, ref = step_alone(*OPEN_SPACE, 0.0, (AMOUNT.FAST, ANGLE.FORWARD, ROTATE.FAST_LEFT))
     yaw = math.pi / 8
     np.testing.assert_allclose(pos(sim) - np.array(OPEN_SPACE), [-math.sin(yaw), math.cos(yaw)], atol=1e-6)
     assert_matches(sim, ref)
@@ -517,10 +504,7 @@ def test_out_of_range_actions_are_clamped_by_the_core(written, effective):
 
 
 def test_agent_pushed_into_a_wall_stops_at_one_radius_from_the_face():
-    sim = make_sim()
-    clear_scene(sim)
-    place(sim, 0, -8.75, 6.0, yaw=0.0)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.LEFT, ROTATE.NONE)])
+    sim, ref = step_alone(-8.75, 6.0, 0.0, (AMOUNT.FAST, ANGLE.LEFT, ROTATE.NONE))
     p = pos(sim)
     assert p[0] == F(-9.0)  # left wall face at x = -10, radius 1
     assert p[1] == F(6.0)
@@ -528,10 +512,7 @@ def test_agent_pushed_into_a_wall_stops_at_one_radius_from_the_face():
 
 
 def test_agent_pushed_diagonally_into_a_wall_slides_along_it():
-    sim = make_sim()
-    clear_scene(sim)
-    place(sim, 0, 8.5, 6.0, yaw=0.0)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.FORWARD_RIGHT, ROTATE.NONE)])
+    sim, ref = step_alone(8.5, 6.0, 0.0, (AMOUNT.FAST, ANGLE.FORWARD_RIGHT, ROTATE.NONE))
     p = pos(sim)
     assert abs(float(p[0]) - 9.0) < 1e-6  # right wall face at x = 10
     assert p[0] <= F(9.0)
@@ -540,10 +521,7 @@ def test_agent_pushed_diagonally_into_a_wall_slides_along_it():
 
 
 def test_agent_pushed_into_the_back_wall_stops_at_y_one():
-    sim = make_sim()
-    clear_scene(sim)
-    place(sim, 0, 0.0, 1.5, yaw=0.0)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.BACKWARD, ROTATE.NONE)])
+    sim, ref = step_alone(0.0, 1.5, 0.0, (AMOUNT.FAST, ANGLE.BACKWARD, ROTATE.NONE))
     p = pos(sim)
     assert p[1] == F(1.0)
     assert p[0] == 0.0
@@ -580,21 +558,13 @@ def test_agent_passes_through_an_open_door():
 
 
 def test_two_agents_with_coincident_centres_are_pushed_apart_along_x():
-    sim = make_sim(num_agents=2)
-    clear_scene(sim)
-    place(sim, 0, 0.0, 6.0)
-    place(sim, 1, 0.0, 6.0)
-    ref = step_and_expect(sim, [(0, 0, 2), (0, 0, 2)])
+    sim, ref = step_placed([(0.0, 6.0), (0.0, 6.0)], [(0, 0, 2), (0, 0, 2)])
     np.testing.assert_array_equal(sim._state("agent_pos")[0], [[-1.0, 6.0], [1.0, 6.0]])
     assert_matches(sim, ref)
 
 
 def test_overlapping_agents_are_split_evenly():
-    sim = make_sim(num_agents=2)
-    clear_scene(sim)
-    place(sim, 0, 0.0, 6.0)
-    place(sim, 1, 1.5, 6.0)
-    ref = step_and_expect(sim, [(0, 0, 2), (0, 0, 2)])
+    sim, ref = step_placed([(0.0, 6.0), (1.5, 6.0)], [(0, 0, 2), (0, 0, 2)])
     p = sim._state("agent_pos")[0]
     np.testing.assert_allclose(p, [[-0.25, 6.0], [1.75, 6.0]], atol=1e-6)
     assert abs(float(p[1, 0] - p[0, 0]) - 2.0) < 1e-6
@@ -602,11 +572,7 @@ def test_overlapping_agents_are_split_evenly():
 
 
 def test_agent_pushed_into_another_agent_shares_the_correction():
-    sim = make_sim(num_agents=2)
-    clear_scene(sim)
-    place(sim, 0, -2.0, 6.0)
-    place(sim, 1, 0.5, 6.0)
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.RIGHT, ROTATE.NONE), (0, 0, 2)])
+    sim, ref = step_placed([(-2.0, 6.0), (0.5, 6.0)], [(AMOUNT.FAST, ANGLE.RIGHT, ROTATE.NONE), (0, 0, 2)])
     p = sim._state("agent_pos")[0].astype(np.float64)
     assert p[1, 0] > 0.5  # the resting agent was pushed along +x
     assert abs((p[1, 0] - p[0, 0]) - 2.0) < 1e-5  # touching, not overlapping
@@ -616,11 +582,8 @@ def test_agent_pushed_into_another_agent_shares_the_correction():
 
 
 def test_agent_cube_overlap_is_split_two_thirds_agent_one_third_cube():
-    sim = make_sim()
-    clear_scene(sim)
-    sim._state("cube_pos")[0, 0] = (0.0, 6.0)  # cube face at y = 4.5
-    place(sim, 0, 0.0, 3.75)  # 0.25 m of overlap, the size of one FAST substep
-    ref = step_and_expect(sim, [(AMOUNT.STOP, ANGLE.FORWARD, ROTATE.NONE)])
+    # The cube's face at y = 4.5: 0.25 m of overlap, the size of one FAST substep.
+    sim, ref = step_placed([(0.0, 3.75)], [(AMOUNT.STOP, ANGLE.FORWARD, ROTATE.NONE)], cubes=[(0.0, 6.0)])
     agent, cube = pos(sim), sim._state("cube_pos")[0, 0].copy()
     agent_move = float(agent[1]) - 3.75
     cube_move = float(cube[1]) - 6.0
@@ -633,11 +596,8 @@ def test_agent_cube_overlap_is_split_two_thirds_agent_one_third_cube():
 
 
 def test_agent_walking_into_a_cube_pushes_it_one_third_of_the_way():
-    sim = make_sim()
-    clear_scene(sim)
-    sim._state("cube_pos")[0, 0] = (0.0, 6.0)
-    place(sim, 0, 0.0, 3.5)  # touching the cube's face
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.FORWARD, ROTATE.NONE)])
+    # The agent touches the cube's face.
+    sim, ref = step_placed([(0.0, 3.5)], [(AMOUNT.FAST, ANGLE.FORWARD, ROTATE.NONE)], cubes=[(0.0, 6.0)])
     agent, cube = pos(sim), sim._state("cube_pos")[0, 0].copy()
     # each FAST substep overlaps by 0.25; the agent gives back 2/3 of it and the cube takes 1/3,
     # so over the step both advance 4 x 0.25 / 3 = 1/3 m and stay in contact
@@ -649,23 +609,16 @@ def test_agent_walking_into_a_cube_pushes_it_one_third_of_the_way():
 
 
 def test_cube_pushed_into_a_wall_stops_at_its_face():
-    sim = make_sim()
-    clear_scene(sim)
-    sim._state("cube_pos")[0, 0] = (-8.4, 6.0)  # cube face 0.1 m from the left wall
-    place(sim, 0, -5.9, 6.0)  # touching the cube
-    ref = step_and_expect(sim, [(AMOUNT.FAST, ANGLE.LEFT, ROTATE.NONE)])
+    # The cube's face 0.1 m from the left wall, the agent touching the cube.
+    sim, ref = step_placed([(-5.9, 6.0)], [(AMOUNT.FAST, ANGLE.LEFT, ROTATE.NONE)], cubes=[(-8.4, 6.0)])
     np.testing.assert_array_equal(sim._state("cube_pos")[0, 0], [-8.5, 6.0])  # face at x = -10
     assert -7.0 < pos(sim)[0] < -5.9
     assert_matches(sim, ref)
 
 
 def test_overlapping_cubes_are_split_evenly_along_the_least_penetration_axis():
-    sim = make_sim()
-    clear_scene(sim)
-    sim._state("cube_pos")[0, 0] = (0.0, 6.0)
-    sim._state("cube_pos")[0, 1] = (2.5, 6.2)  # x overlap 0.5 < y overlap 2.8
-    place(sim, 0, -6.0, 3.0)
-    ref = step_and_expect(sim, [(0, 0, 2)])
+    # x overlap 0.5 < y overlap 2.8
+    sim, ref = step_placed([(-6.0, 3.0)], [(0, 0, 2)], cubes=[(0.0, 6.0), (2.5, 6.2)])
     np.testing.assert_array_equal(
         sim._state("cube_pos")[0, :2], np.array([[-0.25, 6.0], [2.75, 6.2]], dtype=F)
     )

@@ -12,15 +12,13 @@ import concurrent.futures
 import copy
 import hashlib
 import pickle
-import subprocess
-import sys
 import threading
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ALL_TENSOR_NAMES, OUTSIDE_SOURCE, random_actions
+from helpers import ALL_TENSOR_NAMES, random_actions, run_python
 
 import escape_room_env as er
 
@@ -863,14 +861,7 @@ def _episodes_ended(path: Path, first: int) -> int:
 
 def test_cli_replay_from_step(recorded, capsys):
     path, _ = recorded
-    later = subprocess.run(
-        [sys.executable, "-m", "escape_room_env.cli", "replay", str(path), "--from-step", "100", "--verify"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=OUTSIDE_SOURCE,
-    )
+    later = run_python("-m", "escape_room_env.cli", "replay", path, "--from-step", "100", "--verify")
     assert later.returncode == 0, later.stderr
     ended = _episodes_ended(path, 100)
     assert ended > 0
@@ -892,14 +883,7 @@ def test_cli_replay_from_step(recorded, capsys):
 def test_plan_with_rollout_example_runs_and_reports_both_policies():
     script = REPO / "examples" / "plan_with_rollout.py"
     quick = "--num-worlds 4 --steps 12 --candidates 4 --horizon 6 --threads 1"
-    proc = subprocess.run(
-        [sys.executable, str(script), *quick.split()],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        cwd=OUTSIDE_SOURCE,
-    )
+    proc = run_python(script, *quick.split(), timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "random play:       4 episodes (4 unfinished episodes): mean return" in proc.stdout, proc.stdout
     assert "lookahead planner: 4 episodes (4 unfinished episodes): mean return" in proc.stdout

@@ -251,12 +251,18 @@ def _assert_kept_values(kept, expected):
         assert np.array_equal(np.from_dlpack(t), exp), name
 
 
-def test_tensors_stay_readable_with_last_values_after_del_sim():
-    rng = np.random.default_rng(0)
+def _stepped_sim(action_seed: int) -> er.SimManager:
+    """A 2-agent manager after 13 steps of random actions (episodes of 9 steps: some ended)."""
+    rng = np.random.default_rng(action_seed)
     sim = er.SimManager(num_worlds=W, num_agents=2, rand_seed=4, episode_len=9)
     for _ in range(13):
         sim.action_tensor().to_numpy()[:] = random_actions(rng, W, 2)
         sim.step()
+    return sim
+
+
+def test_tensors_stay_readable_with_last_values_after_del_sim():
+    sim = _stepped_sim(action_seed=0)
     expected = _snapshot(sim)
     kept = _keep(sim)
     del sim
@@ -267,11 +273,7 @@ def test_tensors_stay_readable_with_last_values_after_del_sim():
 
 
 def test_tensors_stay_readable_with_last_values_after_close():
-    rng = np.random.default_rng(1)
-    sim = er.SimManager(num_worlds=W, num_agents=2, rand_seed=4, episode_len=9)
-    for _ in range(13):
-        sim.action_tensor().to_numpy()[:] = random_actions(rng, W, 2)
-        sim.step()
+    sim = _stepped_sim(action_seed=1)
     expected = _snapshot(sim)
     kept = _keep(sim)
     sim.close()

@@ -259,29 +259,18 @@ def torch_env(num_envs=4, **kwargs):
     return envs
 
 
-@pytest.mark.parametrize(
-    "actions",
-    [
-        torch.zeros((4, 3), dtype=torch.float32),
-        torch.zeros((4, 3), dtype=torch.float64),
-        torch.zeros((4, 3), dtype=torch.uint8),
-        torch.zeros((4, 3), dtype=torch.int16),
-        torch.zeros((4, 3), dtype=torch.bool),
-        np.zeros((4, 3), dtype=np.float32),
-        np.zeros((4, 3), dtype=np.uint64),
-        [[0.0, 0.0, 0.0]] * 4,
-    ],
-    ids=[
-        "torch_float32",
-        "torch_float64",
-        "torch_uint8",
-        "torch_int16",
-        "torch_bool",
-        "numpy_float32",
-        "numpy_uint64",
-        "list_of_floats",
-    ],
-)
+#: Actions of every dtype but int32 and int64, by test id.
+WRONG_DTYPE_ACTIONS = {
+    **{
+        f"torch_{str(dtype).removeprefix('torch.')}": torch.zeros((4, 3), dtype=dtype)
+        for dtype in (torch.float32, torch.float64, torch.uint8, torch.int16, torch.bool)
+    },
+    **{f"numpy_{dtype.__name__}": np.zeros((4, 3), dtype=dtype) for dtype in (np.float32, np.uint64)},
+    "list_of_floats": [[0.0, 0.0, 0.0]] * 4,
+}
+
+
+@pytest.mark.parametrize("actions", WRONG_DTYPE_ACTIONS.values(), ids=WRONG_DTYPE_ACTIONS.keys())
 def test_actions_of_another_dtype_raise_type_error(actions):
     envs = torch_env()
     with pytest.raises(TypeError, match=re.escape("actions must be an int32 or int64 array of shape (4, 3)")):
@@ -463,16 +452,7 @@ def test_cuda_env_refuses_cpu_tensors_and_bad_actions():
 
 @needs_cuda
 def test_cuda_ppo_run_keeps_the_rollout_on_the_gpu():
-    result = train(
-        Args(
-            num_envs=8,
-            num_steps=64,
-            total_timesteps=8 * 64 * 4,
-            progress_bar=False,
-            log_every=0,
-            save_dir=None,
-            device="cuda",
-        )
-    )
+    quiet = {"progress_bar": False, "log_every": 0, "save_dir": None}
+    result = train(Args(num_envs=8, num_steps=64, total_timesteps=8 * 64 * 4, device="cuda", **quiet))
     assert result.global_step == 2048 and result.episodes >= 8
     assert next(result.agent.parameters()).device.type == "cuda"

@@ -3,12 +3,9 @@ and ``escape_room_env.render.replay_frames``."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from helpers import OUTSIDE_SOURCE
+from helpers import run_python
 
 import escape_room_env as er
 from escape_room_env.render import Scene, picture, replay_frames, write_video
@@ -17,14 +14,7 @@ iio = pytest.importorskip("imageio.v3")
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "escape_room_env.cli", *args],
-        cwd=OUTSIDE_SOURCE,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+    return run_python("-m", "escape_room_env.cli", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import OUTSIDE_SOURCE, random_actions
+from helpers import OUTSIDE_SOURCE, random_actions, step_spans
 
 import escape_room_env as er
 from escape_room_env.cli import main
@@ -96,18 +96,6 @@ def any_recording(request, folder, recording) -> Path:
     if not options:
         return recording
     return record(folder / f"kind{list(KINDS).index(request.param)}.bin", **options)
-
-
-def step_spans(data: bytes) -> list[tuple[int, int]]:
-    """(start, end) of every STEP record of a replay file's bytes."""
-    (config_bytes,) = struct.unpack_from("<Q", data, 48)
-    pos, spans = 96 + config_bytes, []
-    while pos + 8 <= len(data):
-        tag, length = struct.unpack_from("<4sI", data, pos)
-        if tag == b"STEP":
-            spans.append((pos, pos + 12 + length))
-        pos += 12 + length
-    return spans
 
 
 @pytest.fixture(scope="module")
