@@ -42,15 +42,23 @@ def episodes_in_run(episode_len=EPISODE_LEN, steps=STEPS):
     return len(range(episode_len, steps + 1, episode_len + 1))
 
 
-def test_record_episode_statistics_reports_return_and_length_of_every_episode():
-    envs = RecordEpisodeStatistics(make_env())
-    envs.reset(seed=2)
+def steps_with_returns(envs):
+    """Steps ``envs`` through action_stream(); yields (terminated, done, returns, infos) per step,
+    ``returns`` the return of each env's episode so far (zeroed once the episode ended)."""
     returns = np.zeros(NUM_ENVS)
-    reported = 0
     for actions in action_stream():
         _, rewards, terminated, truncated, infos = envs.step(actions)
         returns += rewards
         done = terminated | truncated
+        yield terminated, done, returns, infos
+        returns[done] = 0  # NEXT_STEP: the next step is the reset step (reward 0)
+
+
+def test_record_episode_statistics_reports_return_and_length_of_every_episode():
+    envs = RecordEpisodeStatistics(make_env())
+    envs.reset(seed=2)
+    reported = 0
+    for terminated, done, returns, infos in steps_with_returns(envs):
         assert not terminated.any()
         if done.any():
             assert done.all()  # one episode length for all worlds
@@ -61,7 +69,6 @@ def test_record_episode_statistics_reports_return_and_length_of_every_episode():
             np.testing.assert_array_equal(episode["l"], EPISODE_LEN)
             assert np.all(episode["t"] >= 0)
             reported += int(done.sum())
-            returns[:] = 0  # the next step is the reset step (reward 0)
         else:
             assert "episode" not in infos and "_episode" not in infos
     assert reported == NUM_ENVS * episodes_in_run()
@@ -72,18 +79,13 @@ def test_record_episode_statistics_reports_return_and_length_of_every_episode():
 def test_record_episode_statistics_in_same_step_mode():
     envs = RecordEpisodeStatistics(make_env(autoreset_mode=AutoresetMode.SAME_STEP))
     envs.reset(seed=2)
-    returns = np.zeros(NUM_ENVS)
     reported = 0
-    for actions in action_stream():
-        _, rewards, terminated, truncated, infos = envs.step(actions)
-        returns += rewards
-        done = terminated | truncated
+    for _, done, returns, infos in steps_with_returns(envs):
         if done.any():
             np.testing.assert_allclose(infos["episode"]["r"][done], returns[done], rtol=1e-12)
             np.testing.assert_array_equal(infos["episode"]["l"][done], EPISODE_LEN)
             assert "final_obs" in infos  # gymnasium's SAME_STEP infos survive the wrapper
             reported += int(done.sum())
-            returns[done] = 0
     assert reported == NUM_ENVS * (STEPS // EPISODE_LEN)
 
 

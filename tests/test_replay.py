@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import math
 import os
 import re
@@ -573,19 +574,29 @@ def test_recording_state_and_api_errors(tmp_path):
     sim.close()
 
 
-def test_close_while_recording_finishes_the_file(tmp_path):
-    path = tmp_path / "closed.bin"
+@pytest.mark.parametrize("end", ["close", "drop"])
+def test_close_while_recording_finishes_the_file(tmp_path, end):
+    """close(), or dropping the manager without it (its destructor), finishes the recording."""
+    path = tmp_path / f"{end}.bin"
     sim = er.SimManager(num_worlds=3, num_threads=1)
     sim.start_recording(path, seed=0, checksum_interval=4)
     sim.step(nstep=10)
     want, outputs = sim.state_hashes().copy(), sim._impl.output_digests().copy()
-    sim.close()
+    if end == "close":
+        sim.close()
+    else:
+        del sim
+        gc.collect()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         meta = er.SimManager.read_replay_metadata(path)
         assert meta.complete and meta.num_steps == 10
         with ReplayFile(path) as replay:
             assert list(replay)[-2:] == [HashRecord(10, want, outputs), EndRecord(10)]
+    with er.SimManager.from_replay(path, num_threads=1) as replay:
+        while not replay.replay_step():
+            pass
+        np.testing.assert_array_equal(replay.state_hashes(), want)
 
 
 def test_reset_worlds_with_an_empty_mask_while_recording_keeps_the_file_replayable(tmp_path):

@@ -160,16 +160,23 @@ def assert_step1(result, exit_y, max_y):
     np.testing.assert_array_equal(rewards[1:], np.float32(-0.005))
 
 
+def take_step1(envs, exit_y, max_y):
+    """Step 1 of the timeline (env 0 escapes, env 1 times out): its checks common to every
+    mode; returns (observations, infos)."""
+    step1 = envs.step(STEP1_ACTIONS)
+    assert_step1(step1, exit_y, max_y)
+    obs1, _, _, _, infos1 = step1
+    assert infos1["termination_reason"].tolist() == [1, 0, -1, -1]
+    return obs1, infos1
+
+
 def test_next_step_autoreset_timeline():
     envs, exit_y, max_y = timeline_env(NEXT_STEP)
     ref_obs, ref_infos = second_episode()
 
     # step 1: the done step shows the terminal observation and the finished episode
-    step1 = envs.step(STEP1_ACTIONS)
-    assert_step1(step1, exit_y, max_y)
-    obs1, _, _, _, infos1 = step1
+    obs1, infos1 = take_step1(envs, exit_y, max_y)
     assert obs1[0, 1] * 40.0 >= exit_y  # the terminal observation: past the exit line
-    assert infos1["termination_reason"].tolist() == [1, 0, -1, -1]
     assert infos1["elapsed_step"].tolist() == [1, EPISODE_LEN, 1, 1]
 
     # step 2: envs 0 and 1 start their next episode; their actions are ignored
@@ -236,10 +243,7 @@ def test_next_step_never_adds_final_obs_infos():
 def test_disabled_mode_refuses_to_step_a_done_env_until_reset_with_reset_mask():
     envs, exit_y, max_y = timeline_env(DISABLED)
     ref_obs, ref_infos = second_episode()
-    step1 = envs.step(STEP1_ACTIONS)
-    assert_step1(step1, exit_y, max_y)
-    obs1, _, _, _, infos1 = step1
-    assert infos1["termination_reason"].tolist() == [1, 0, -1, -1]
+    obs1, _ = take_step1(envs, exit_y, max_y)
 
     actions_before = envs.sim.action_tensor().to_numpy().copy()
     with pytest.raises(ValueError, match=r"env 0\b"):
