@@ -38,6 +38,16 @@ import torch
 __all__ = ["DistributedError", "Ranks"]
 
 
+#: The work handles of the last collectives. gloo's worker thread drops its own reference to a
+#: collective's work (and a barrier's to the works before it) a little after the call returns;
+#: were that the last reference, that thread would free the work's tensors, whose Python objects
+#: need the GIL, and during interpreter exit that aborts the process ("terminate called without
+#: an active exception"). Held here until the interpreter's own teardown, the works are freed by
+#: the main thread instead. (Module-level: a ``Ranks`` dies when ``train`` returns, right after
+#: its last collective.)
+_RECENT_WORKS: collections.deque = collections.deque(maxlen=16)
+
+
 class DistributedError(RuntimeError):
     """This rank lost the others: a rendezvous or a collective failed or timed out."""
 
@@ -61,12 +71,6 @@ class Ranks:
         self.rank, self.world_size = rank, world_size
         self.local_rank, self.local_world_size = local_rank, local_world_size
         self.timeout_s = 0.0
-        # gloo's worker thread drops its references to a collective's tensors a little after the
-        # call returns. Had Python dropped them first, that thread frees their Python objects,
-        # which needs the GIL: during interpreter exit it aborts the process ("terminate called
-        # without an active exception"). The last collectives' tensors stay referenced here, so
-        # gloo's thread never holds the last reference.
-        self._recent: collections.deque = collections.deque(maxlen=64)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Ranks:
@@ -226,9 +230,10 @@ class Ranks:
         return sum(int(h[0]) for h in headers), table
 
     def _collective(self, what: str, function, *args, **kwargs) -> None:
-        self._recent.append((args, kwargs))
         try:
-            function(*args, **kwargs)
+            work = function(*args, async_op=True, **kwargs)
+            _RECENT_WORKS.append(work)  # see _RECENT_WORKS
+            work.wait()
         except RuntimeError as exc:  # gloo's errors are RuntimeErrors, torch's DistError too
             limit = (
                 f"--dist-timeout {self.timeout_s:g} s" if self.timeout_s else "the process group's timeout"
