@@ -235,7 +235,8 @@ class EscapeRoomVectorEnv(VectorEnv):
             self._fresh = torch.Tensor.clone
             self._new_obs = functools.partial(torch.empty, obs_rows, dtype=torch.float32, device=dev)
         self._share_masks = self._torch is None or not self.copy
-        # The core takes numpy or torch (any DLPack) arrays; its stub names only numpy arrays.
+        # The core takes numpy or torch (any DLPack) arrays; nanobind's generated _core.pyi types
+        # every ndarray parameter as a numpy NDArray, hence the cast.
         self._step_actions = cast("Callable[[Array, bool, Array | None, bool], int]", sim.step_actions)
         if sim.exec_mode is ExecMode.CUDA:
             # The core reads the actions on the simulator's stream: first let the work queued on
