@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <exception>
 #include <new>
 #include <stdexcept>
@@ -980,69 +981,79 @@ static std::vector<ValueRule> merged_float_rules(const std::vector<ValueRule>& r
     return out;
 }
 
-// Whether every value of `rec` is one its rule allows: branch-free loops (they vectorise), the
-// fast path of set_state's check; bad_state_value then says which value is not.
+// Whether a value may stand in a state record: a float finite, an integer within its rule's range.
+template <class T>
+static inline bool allowed(T v, const ValueRule& r)
+{
+    if constexpr (std::is_same_v<T, float>) {
+        uint32_t bits;  // finite: not all exponent bits set (the test vectorises, std::isfinite does not)
+        std::memcpy(&bits, &v, 4);
+        return (bits & 0x7f800000u) != 0x7f800000u;
+    } else
+        return (int32_t)v >= r.lo && (int32_t)v <= r.hi;
+}
+
+template <class T>
+static inline T value_at(const uint8_t* p, size_t k)
+{
+    T v;
+    std::memcpy(&v, p + sizeof(T) * k, sizeof(T));
+    return v;
+}
+
+// The index of the first value of rule `r` in `rec` that is not allowed, or r.count: a
+// branch-free pass (it vectorises), then a search only in a record that holds a bad value.
+template <class T>
+static size_t first_bad_value(const ValueRule& r, const uint8_t* rec)
+{
+    const uint8_t* p = rec + r.offset;
+    uint32_t any = 0;
+    for (size_t k = 0; k < r.count; ++k) any |= (uint32_t)!allowed(value_at<T>(p, k), r);
+    if (!any) return r.count;
+    size_t k = 0;
+    while (allowed(value_at<T>(p, k), r)) ++k;
+    return k;
+}
+
+static size_t first_bad_value(const ValueRule& r, const uint8_t* rec)
+{
+    switch (r.field->dtype) {
+    case DType::Float32: return first_bad_value<float>(r, rec);
+    case DType::Int32: return first_bad_value<int32_t>(r, rec);
+    case DType::Int8: return first_bad_value<int8_t>(r, rec);
+    case DType::UInt8:
+    case DType::Bool: return first_bad_value<uint8_t>(r, rec);
+    default: return r.count;  // not range-checked
+    }
+}
+
+// Whether every value of `rec` is one its rule allows (set_state's check on the worker threads,
+// over merged_float_rules); bad_state_value then says which value is not.
 static bool state_values_ok(const std::vector<ValueRule>& rules, const uint8_t* rec)
 {
     bool ok = true;
-    for (const ValueRule& r : rules) {
-        const uint8_t* p = rec + r.offset;
-        uint32_t bad = 0;
-        switch (r.field->dtype) {
-        case DType::Float32:
-            for (size_t k = 0; k < r.count; ++k) {
-                uint32_t bits;
-                std::memcpy(&bits, p + 4 * k, 4);
-                bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);  // infinite or NaN
-            }
-            break;
-        case DType::Int32:
-            for (size_t k = 0; k < r.count; ++k) {
-                int32_t v;
-                std::memcpy(&v, p + 4 * k, 4);
-                bad |= (uint32_t)(v < r.lo) | (uint32_t)(v > r.hi);
-            }
-            break;
-        case DType::Int8:
-            for (size_t k = 0; k < r.count; ++k)
-                bad |= (uint32_t)((int8_t)p[k] < r.lo) | (uint32_t)((int8_t)p[k] > r.hi);
-            break;
-        case DType::UInt8:
-        case DType::Bool:
-            for (size_t k = 0; k < r.count; ++k)
-                bad |= (uint32_t)((int32_t)p[k] < r.lo) | (uint32_t)((int32_t)p[k] > r.hi);
-            break;
-        default: break;  // not range-checked
-        }
-        ok &= bad == 0;
-    }
+    for (const ValueRule& r : rules) ok &= first_bad_value(r, rec) == r.count;
     return ok;
+}
+
+static std::string expected(const ValueRule& r)
+{
+    return " (expected " + std::to_string(r.lo) + ".." + std::to_string(r.hi) + ")";
 }
 
 // The first value of `rec` a rule refuses, described ("" when every value is one a world can hold).
 static std::string bad_state_value(const std::vector<ValueRule>& rules, const uint8_t* rec)
 {
     for (const ValueRule& r : rules) {
-        const StateField& f = *r.field;
+        const size_t k = first_bad_value(r, rec);
+        if (k == r.count) continue;
         const uint8_t* p = rec + r.offset;
-        for (size_t k = 0; k < r.count; ++k) {
-            int32_t v = 0;
-            switch (f.dtype) {
-            case DType::Float32: {
-                float x;
-                std::memcpy(&x, p + 4 * k, 4);
-                if (!std::isfinite(x)) return f.name + " holds " + std::to_string(x) + " (it must be finite)";
-                continue;
-            }
-            case DType::Int32: std::memcpy(&v, p + 4 * k, 4); break;
-            case DType::Int8: v = (int8_t)p[k]; break;
-            case DType::UInt8:
-            case DType::Bool: v = p[k]; break;
-            default: k = r.count; continue;  // not range-checked
-            }
-            if (v < r.lo || v > r.hi)
-                return f.name + " holds " + std::to_string(v) + " (expected " + std::to_string(r.lo) + ".." +
-                       std::to_string(r.hi) + ")";
+        const std::string& name = r.field->name;
+        switch (r.field->dtype) {
+        case DType::Float32: return name + " holds " + std::to_string(value_at<float>(p, k)) + " (it must be finite)";
+        case DType::Int32: return name + " holds " + std::to_string(value_at<int32_t>(p, k)) + expected(r);
+        case DType::Int8: return name + " holds " + std::to_string(value_at<int8_t>(p, k)) + expected(r);
+        default: return name + " holds " + std::to_string(value_at<uint8_t>(p, k)) + expected(r);
         }
     }
     return "";
