@@ -13,15 +13,16 @@ for :class:`EscapeRoomPufferEnv` raises an ``ImportError`` with that line.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
+from typing_extensions import Unpack
 
 from escape_room_env import spaces
-from escape_room_env._env_common import exclusive, export, make_sim, observation_space
-from escape_room_env.config import RewardConfig, as_int
+from escape_room_env._env_common import SimOptions, exclusive, export, make_sim, observation_space
+from escape_room_env.config import as_int
 
 __all__ = ["INSTALL", "EscapeRoomPufferEnv"]
 
@@ -95,8 +96,8 @@ else:
             seed: construction seed, as for ``reset(seed)`` (None: a random one).
             log_interval: steps between two episode-statistics reports (at least 1).
             num_agents: agents per world, 1 to 4.
-            rooms, levels, num_threads, episode_len, max_episode_steps, reward: the simulator
-                options of :class:`~escape_room_env.EscapeRoomVectorEnv`.
+            rooms, levels, num_threads, episode_len, max_episode_steps, reward, render_width,
+                render_height: the simulator options of :class:`~escape_room_env.EscapeRoomVectorEnv`.
 
         >>> import numpy as np
         >>> from escape_room_env.puffer import EscapeRoomPufferEnv
@@ -120,15 +121,8 @@ else:
             num_envs: int = 1,
             *,
             buf: Mapping[str, np.ndarray] | None = None,
-            seed: int | None = None,
             log_interval: int = 128,
-            num_agents: int = 1,
-            rooms: Sequence[str] | None = None,
-            levels: Any = None,
-            num_threads: int | None = None,
-            episode_len: int | None = None,
-            max_episode_steps: int | None = None,
-            reward: RewardConfig | Mapping[str, float] | None = None,
+            **options: Unpack[SimOptions],
         ):
             num_worlds = as_int("num_envs", num_envs)
             if num_worlds < 1:
@@ -136,18 +130,10 @@ else:
             self.log_interval = as_int("log_interval", log_interval)
             if self.log_interval < 1:
                 raise ValueError(f"log_interval must be >= 1, got {self.log_interval}")
-            sim = make_sim(
-                num_worlds,
-                autoreset_mode=AutoresetMode.SAME_STEP,
-                num_agents=num_agents,
-                rooms=rooms,
-                levels=levels,
-                seed=None if seed is None else self._first_world_seed(seed, num_worlds),
-                num_threads=num_threads,
-                episode_len=episode_len,
-                max_episode_steps=max_episode_steps,
-                reward=reward,
-            )
+            seed = options.get("seed")
+            if seed is not None:  # world w of reset(seed=s) starts stream s * num_envs + w
+                options["seed"] = self._first_world_seed(seed, num_worlds)
+            sim = make_sim(num_worlds, autoreset_mode=AutoresetMode.SAME_STEP, **options)
             self.sim = sim
             self._busy = threading.Lock()  # see _env_common.exclusive
             self.num_envs = num_worlds
