@@ -48,7 +48,6 @@ import numpy as np
 try:
     import torch
     from torch import nn
-    from torch.distributions.categorical import Categorical
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError("escape_room_env.ppo needs PyTorch: pip install torch (pick your build)") from exc
 
@@ -71,12 +70,22 @@ def _layer(inp: int, out: int, std: float = float(np.sqrt(2))) -> nn.Linear:
 class Agent(nn.Module):
     """Actor-critic MLP with one categorical head per action component.
 
+    The heads' logits are laid out as one [N, heads, max(nvec)] block (the missing choices of the
+    shorter heads padded with -1e9, probability 0), so that sampling (Gumbel-max), the log
+    probability and the entropy of all heads are a handful of batched tensor operations: the
+    distributions are exactly those of ``torch.distributions.Categorical`` per head, without its
+    per-head objects and checks, and the log-softmax is written out because torch's own is slow
+    on a last dimension this short.
+
     >>> import torch
     >>> agent = Agent(obs_dim=87, hidden=64)
     >>> action, logprob, entropy, value = agent.get_action_and_value(torch.zeros(5, 87))
     >>> action.shape, value.shape
     (torch.Size([5, 3]), torch.Size([5]))
     """
+
+    _slots: torch.Tensor
+    _padding: torch.Tensor
 
     def __init__(self, obs_dim: int, hidden: int = 128, nvec: tuple[int, ...] = NUM_CHOICES):
         super().__init__()
@@ -92,17 +101,31 @@ class Agent(nn.Module):
             nn.Tanh(),
             _layer(hidden, sum(self.nvec), 0.01),
         )
+        # Where each head's logits go in the padded block, and the block the others start from.
+        self._width = max(self.nvec)
+        slots = torch.cat([torch.arange(n) + head * self._width for head, n in enumerate(self.nvec)])
+        padding = torch.full((len(self.nvec) * self._width,), -1e9)
+        padding[slots] = 0.0
+        self.register_buffer("_slots", slots, persistent=False)
+        self.register_buffer("_padding", padding, persistent=False)
 
     def get_value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(obs).squeeze(-1)
 
+    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Log probabilities of every choice of every head, [N, heads, max(nvec)] (padding: about -1e9)."""
+        logits = self._padding.expand(obs.shape[0], -1).index_copy(1, self._slots, self.actor(obs))
+        logits = logits.view(obs.shape[0], len(self.nvec), self._width)
+        shifted = logits - logits.detach().amax(-1, keepdim=True)
+        return shifted - shifted.exp().sum(-1, keepdim=True).log()
+
     def get_action_and_value(self, obs: torch.Tensor, action: torch.Tensor | None = None):
-        logits = self.actor(obs).split(self.nvec, dim=-1)
-        dists = [Categorical(logits=part) for part in logits]
-        if action is None:
-            action = torch.stack([d.sample() for d in dists], dim=-1)
-        logprob = torch.stack([d.log_prob(a) for d, a in zip(dists, action.unbind(-1))], dim=-1).sum(-1)
-        entropy = torch.stack([d.entropy() for d in dists], dim=-1).sum(-1)
+        log_probs = self.log_probs(obs)
+        if action is None:  # Gumbel-max: argmax(log p - log(-log u)) is a sample of p
+            gumbel = torch.rand_like(log_probs).log_().neg_().log_()
+            action = (log_probs - gumbel).argmax(-1)
+        logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1).sum(-1)
+        entropy = -(log_probs.exp() * log_probs).sum((-2, -1))
         return action, logprob, entropy, self.get_value(obs)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -314,7 +337,7 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
         for t in range(steps):
             obs_buf[t] = next_obs
             valid_buf[t] = 1.0 - resetting
-            with torch.no_grad():
+            with torch.inference_mode():
                 action, logprob, _, value = agent.get_action_and_value(next_obs)
             act_buf[t], logp_buf[t], val_buf[t] = action, logprob, value
             # The action tensor goes to the core where it is; the results are tensors there.
@@ -342,17 +365,20 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
             order = torch.randperm(batch_size, device=device)
             for begin in range(0, batch_size, minibatch_size):
                 mb = order[begin : begin + minibatch_size]
-                valid = b_valid[mb]
+                valid = b_valid.index_select(0, mb)  # index_select: several times faster than [mb] on the CPU
                 count = valid.sum().clamp(min=1.0)
-                _, new_logp, entropy, new_value = agent.get_action_and_value(b_obs[mb], b_act[mb])
-                ratio = (new_logp - b_logp[mb]).exp()
-                adv = b_adv[mb]
+                _, new_logp, entropy, new_value = agent.get_action_and_value(
+                    b_obs.index_select(0, mb), b_act.index_select(0, mb)
+                )
+                old_value, ret = b_val.index_select(0, mb), b_ret.index_select(0, mb)
+                ratio = (new_logp - b_logp.index_select(0, mb)).exp()
+                adv = b_adv.index_select(0, mb)
                 mean = (adv * valid).sum() / count
                 std = (((adv - mean) ** 2 * valid).sum() / count).sqrt()
                 adv = (adv - mean) / (std + 1e-8)
                 pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef))
-                v_clipped = b_val[mb] + (new_value - b_val[mb]).clamp(-args.clip_coef, args.clip_coef)
-                v_loss = 0.5 * torch.max((new_value - b_ret[mb]) ** 2, (v_clipped - b_ret[mb]) ** 2)
+                v_clipped = old_value + (new_value - old_value).clamp(-args.clip_coef, args.clip_coef)
+                v_loss = 0.5 * torch.max((new_value - ret) ** 2, (v_clipped - ret) ** 2)
                 loss = ((pg + args.vf_coef * v_loss - args.ent_coef * entropy) * valid).sum() / count
                 optimizer.zero_grad()
                 loss.backward()
@@ -494,7 +520,8 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent:
                 f"{not_a_policy}: state_dict[{name!r}] is {found}, the network of obs_dim {obs_dim} "
                 f"and hidden {hidden} needs {want.dtype} {tuple(want.shape)}"
             )
-    agent.load_state_dict(state_dict, assign=True)
+    agent = Agent(obs_dim, hidden)  # the shapes are known to fit: now the real one
+    agent.load_state_dict(state_dict)
     return agent.to(device)
 
 

@@ -63,6 +63,8 @@ CASES = {
         "--worlds 4 --steps 4 --num-steps 4 --torch-threads 1",
         {"e2e_sim", "e2e_policy", "e2e_train", "e2e_summary"},
     ),
+    # The trainer of this tree beside that of a commit (issue 19).
+    "bench_train.py": ("--num-envs 8 --updates 1 --baseline HEAD", {"train"}),
     # 1 and 2 local ranks of ppo.train on gloo, and the bare all-reduce (issue 17).
     "bench_distributed.py": (
         "--num-envs 16 --num-steps 4 --updates 1 --hidden 8 --allreduce-calls 5",
@@ -128,6 +130,29 @@ def test_script_emits_and_saves_one_record_per_configuration(script, tmp_path):
         md = jsonl.with_suffix(".md").read_text()
         assert f"Re-run: `python benchmarks/{script} --quick --repeats 5 {tiny} --save`" in md
         assert "## Headline" in md and "| bench " in md
+
+
+def test_train_failures_sorts_every_episode_that_did_not_escape_by_the_room_it_ended_in(tmp_path):
+    torch = pytest.importorskip("torch")
+    from escape_room_env.ppo import Agent
+
+    agent = Agent(obs_dim=87, hidden=8)
+    with torch.no_grad():  # a policy that always stands still: STOP, FORWARD, no rotation
+        agent.actor[-1].weight.zero_()
+        agent.actor[-1].bias.copy_(torch.tensor([9.0, 0, 0, 0] + [9.0] + [0] * 7 + [0, 0, 9.0, 0, 0]))
+    policy = tmp_path / "policy.pt"
+    torch.save({"state_dict": agent.state_dict(), "obs_dim": 87, "args": {"hidden": 8}}, policy)
+    report = tmp_path / "report.json"
+    cmd = [sys.executable, str(BENCHMARKS / "train_failures.py"), str(policy), "--worlds", "6", "--greedy"]
+    proc = run(*cmd, "--json", str(report), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("6 episodes, argmax actions: escape rate 0.000\n")
+    got = json.loads(report.read_text())
+    assert (got["worlds"], got["actions"], got["escape_rate"], got["failures_in_exit_zone"]) == (6, "argmax", 0.0, 0)
+    assert [r["type"] for r in got["rooms"]] == ["button", "cube_blocking", "cube_button"]
+    assert [r["failures_ended_here"] for r in got["rooms"]] == [6, 0, 0]
+    assert [r["of_those_door_opened"] for r in got["rooms"]] == [0, 0, 0]
+    assert got["rooms"][0]["steps_in_room_when_escaped_median"] is None  # nothing escaped
 
 
 @NO_GPU

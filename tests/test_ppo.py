@@ -63,6 +63,30 @@ def test_agent_samples_valid_multidiscrete_actions():
     assert float(entropy.mean()) == pytest.approx(np.log(160), rel=0.01)
 
 
+def test_agent_heads_are_the_categorical_distributions_of_their_logits():
+    torch.manual_seed(3)
+    agent = Agent(obs_dim=87, hidden=32)
+    for layer in agent.actor[::2]:  # sharper logits than at initialisation
+        torch.nn.init.normal_(layer.weight, std=0.5)
+    obs = torch.randn(64, 87)
+    logits = agent.actor(obs).split((4, 8, 5), dim=-1)
+    heads = [torch.distributions.Categorical(logits=part) for part in logits]
+    action = torch.stack([h.sample() for h in heads], dim=-1)
+    _, logprob, entropy, value = agent.get_action_and_value(obs, action)
+    want_logprob = sum(h.log_prob(a) for h, a in zip(heads, action.unbind(-1)))
+    torch.testing.assert_close(logprob, want_logprob, rtol=0, atol=2e-6)
+    torch.testing.assert_close(entropy, sum(h.entropy() for h in heads), rtol=0, atol=2e-6)
+    torch.testing.assert_close(value, agent.get_value(obs), rtol=0, atol=0)
+    # Gumbel-max sampling draws each head's choices with its probabilities, and never a padding slot.
+    one = obs[:1].expand(200_000, -1)
+    sampled = agent.get_action_and_value(one)[0]
+    for k, head in enumerate(heads):
+        counts = torch.bincount(sampled[:, k], minlength=8)
+        assert counts[(4, 8, 5)[k] :].sum() == 0
+        frequencies = counts[: (4, 8, 5)[k]].double() / len(sampled)
+        assert (frequencies - head.probs[0].double()).abs().max() < 0.005
+
+
 def test_tiny_training_run_saves_a_policy_that_loads_and_acts(tmp_path):
     result = train(
         Args(
