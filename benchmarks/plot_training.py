@@ -1,6 +1,9 @@
-"""Plots a training run's progress.csv (written by `escape-room train`) as a PNG.
+"""Plots training runs' progress.csv files (written by `escape-room train`) as one PNG: mean
+progress and escape rate against agent-steps, and the escape rate against wall time with the
+learning targets (80 % before 4 minutes, 95 % within 15), one line per run.
 
-python benchmarks/plot_training.py runs/<name>/progress.csv -o benchmarks/results/<name>.png
+python benchmarks/plot_training.py runs/<a>/progress.csv runs/<b>/progress.csv --labels "seed 1" "seed 2" \\
+    -o benchmarks/results/<name>.png
 """
 
 from __future__ import annotations
@@ -16,38 +19,52 @@ def read_curve(path: Path) -> dict[str, list[float]]:
     return {key: [float(row[key]) for row in rows] for key in rows[0]} if rows else {}
 
 
-def plot(curve: dict[str, list[float]], out: Path, title: str) -> None:
+def plot(curves: dict[str, dict[str, list[float]]], out: Path, title: str) -> None:
+    """``curves``: label -> the columns of one progress.csv."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [s / 1e6 for s in curve["global_step"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(steps, curve["mean_progress"], color="tab:blue")
-    left.set_xlabel("agent-steps (millions)")
-    left.set_ylabel("mean progress of the last 1,000 episodes (m)")
+    fig, (progress, by_steps, by_time) = plt.subplots(1, 3, figsize=(16, 4.2))
+    for label, curve in curves.items():
+        steps = [s / 1e6 for s in curve["global_step"]]
+        minutes = [s / 60 for s in curve["seconds"]]
+        progress.plot(steps, curve["mean_progress"], label=label)
+        by_steps.plot(steps, curve["escape_rate"], label=label)
+        by_time.plot(minutes, curve["escape_rate"], label=f"{label} ({minutes[-1]:.1f} min)")
     for edge in (40 / 3, 80 / 3, 40.0):  # room boundaries of the default level
-        left.axhline(edge, color="grey", linewidth=0.5, linestyle=":")
-    right.plot(steps, curve["first_door_rate"], label="first door opened", color="tab:green")
-    right.plot(steps, curve["escape_rate"], label="escaped", color="tab:red")
-    right.set_xlabel("agent-steps (millions)")
-    right.set_ylabel("rate over the last 1,000 episodes")
-    right.set_ylim(0, 1)
-    right.legend(loc="center right")
-    minutes = curve["seconds"][-1] / 60
-    fig.suptitle(f"{title} ({minutes:.1f} min wall time)")
+        progress.axhline(edge, color="grey", linewidth=0.5, linestyle=":")
+    progress.set_ylabel("mean progress of the last 1,000 episodes (m)")
+    by_steps.set_ylabel("escape rate over the last 1,000 episodes")
+    by_time.set_ylabel("escape rate over the last 1,000 episodes")
+    for ax in (progress, by_steps):
+        ax.set_xlabel("agent-steps (millions)")
+    by_time.set_xlabel("wall time (minutes)")
+    for ax in (by_steps, by_time):
+        ax.set_ylim(0, 1)
+    by_time.axhline(0.95, color="grey", linewidth=0.7, linestyle="--")
+    by_time.plot([4, 4], [0, 0.8], color="grey", linewidth=0.7, linestyle="--")
+    by_time.plot([0, 4], [0.8, 0.8], color="grey", linewidth=0.7, linestyle="--")
+    by_time.annotate("targets: 80 % by 4 min, 95 % by 15", (0.3, 0.965), fontsize=8, color="grey")
+    by_time.legend(loc="lower right", fontsize=8)
+    by_steps.legend(loc="upper left", fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("csv", type=Path)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", type=Path, nargs="+", help="progress.csv files, one line each")
+    parser.add_argument("--labels", nargs="+", help="one per file (default: the run folder's name)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--title", default="escape-room train (PPO, default level)")
     args = parser.parse_args()
-    plot(read_curve(args.csv), args.out, args.title)
+    labels = args.labels or [path.parent.name for path in args.csv]
+    if len(labels) != len(args.csv):
+        parser.error(f"--labels gives {len(labels)} labels for {len(args.csv)} files")
+    plot({label: read_curve(path) for label, path in zip(labels, args.csv)}, args.out, args.title)
     print(f"wrote {args.out}")
 
 

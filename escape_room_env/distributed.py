@@ -187,6 +187,15 @@ class Ranks:
         self._collective("a maximum", dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
         return float(tensor.item())
 
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the ranks, in place (every rank gets the same bits)."""
+        if not self.distributed:
+            return tensor
+        import torch.distributed as dist
+
+        self._collective("a sum", dist.all_reduce, tensor)
+        return tensor
+
     def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         """Replaces every gradient by its mean over the ranks: one all-reduce of one flat buffer
         (as DDP's buckets and CleanRL's ``ppo_atari_multigpu`` do). Every rank gets the same bits,

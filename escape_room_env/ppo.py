@@ -86,6 +86,8 @@ class Agent(nn.Module):
 
     _slots: torch.Tensor
     _padding: torch.Tensor
+    obs_mean: torch.Tensor
+    obs_scale: torch.Tensor
 
     def __init__(self, obs_dim: int, hidden: int = 128, nvec: tuple[int, ...] = NUM_CHOICES):
         super().__init__()
@@ -108,30 +110,85 @@ class Agent(nn.Module):
         padding[slots] = 0.0
         self.register_buffer("_slots", slots, persistent=False)
         self.register_buffer("_padding", padding, persistent=False)
+        # The observation normalisation (saved with the policy): the networks see
+        # clamp((obs - obs_mean) * obs_scale, -10, 10); the identity until the trainer sets them.
+        self.register_buffer("obs_mean", torch.zeros(self.obs_dim))
+        self.register_buffer("obs_scale", torch.ones(self.obs_dim))
 
-    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.critic(obs).squeeze(-1)
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """The networks' input for raw observations ``obs`` (what the simulator returns)."""
+        return ((obs - self.obs_mean) * self.obs_scale).clamp_(-10.0, 10.0)
 
-    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
+    def get_value(self, obs: torch.Tensor, *, normalized: bool = False) -> torch.Tensor:
+        """The critic's value of raw observations (or, with ``normalized=True``, of :meth:`normalize`'s)."""
+        return self.critic(obs if normalized else self.normalize(obs)).squeeze(-1)
+
+    def log_probs(self, obs: torch.Tensor, *, normalized: bool = False) -> torch.Tensor:
         """Log probabilities of every choice of every head, [N, heads, max(nvec)] (padding: about -1e9)."""
-        logits = self._padding.expand(obs.shape[0], -1).index_copy(1, self._slots, self.actor(obs))
-        logits = logits.view(obs.shape[0], len(self.nvec), self._width)
+        x = obs if normalized else self.normalize(obs)
+        logits = self._padding.expand(x.shape[0], -1).index_copy(1, self._slots, self.actor(x))
+        logits = logits.view(x.shape[0], len(self.nvec), self._width)
         shifted = logits - logits.detach().amax(-1, keepdim=True)
         return shifted - shifted.exp().sum(-1, keepdim=True).log()
 
-    def get_action_and_value(self, obs: torch.Tensor, action: torch.Tensor | None = None):
-        log_probs = self.log_probs(obs)
+    def get_action_and_value(
+        self, obs: torch.Tensor, action: torch.Tensor | None = None, *, normalized: bool = False
+    ):
+        """A sampled action (or the log probability of ``action``), its log probability, the
+        entropy and the value, for raw observations (or :meth:`normalize`'s, ``normalized=True``)."""
+        x = obs if normalized else self.normalize(obs)
+        log_probs = self.log_probs(x, normalized=True)
         if action is None:  # Gumbel-max: argmax(log p - log(-log u)) is a sample of p
             gumbel = torch.rand_like(log_probs).log_().neg_().log_()
             action = (log_probs - gumbel).argmax(-1)
         logprob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1).sum(-1)
         entropy = -(log_probs.exp() * log_probs).sum((-2, -1))
-        return action, logprob, entropy, self.get_value(obs)
+        return action, logprob, entropy, self.get_value(x, normalized=True)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """The most likely action (for evaluation and replays)."""
-        logits = self.actor(obs).split(self.nvec, dim=-1)
+        """The most likely action for raw observations (for evaluation and replays)."""
+        logits = self.actor(self.normalize(obs)).split(self.nvec, dim=-1)
         return torch.stack([part.argmax(-1) for part in logits], dim=-1)
+
+
+class _ObservationStatistics:
+    """Running mean and variance of the observations, per feature, in float64 (the parallel
+    form of Welford's update, as gymnasium's ``NormalizeObservation`` keeps them), written into
+    the agent's ``obs_mean`` / ``obs_scale`` after each batch. In a distributed run the batch
+    moments are summed over the ranks first, so every rank holds the same bits.
+
+    >>> agent = Agent(obs_dim=2, hidden=4)
+    >>> stats = _ObservationStatistics(agent)
+    >>> stats.add(torch.tensor([[1.0, 0.0], [3.0, 0.0]]))
+    >>> agent.obs_mean.tolist(), agent.obs_scale.tolist()  # variances 1 and 0 (scale 1 / sqrt(1e-8))
+    ([2.0, 0.0], [1.0, 10000.0])
+    """
+
+    EPSILON = 1e-8  # gymnasium's
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        device = agent.obs_mean.device
+        self.count = 0.0
+        self.mean = torch.zeros(agent.obs_dim, dtype=torch.float64, device=device)
+        self.var = torch.ones(agent.obs_dim, dtype=torch.float64, device=device)
+
+    def add(self, obs: torch.Tensor, ranks: Ranks | None = None) -> None:
+        """Folds the raw observations ``obs`` [..., obs_dim] (this rank's) into the statistics."""
+        batch = obs.reshape(-1, obs.shape[-1]).double()
+        moments = torch.cat([batch.new_tensor([batch.shape[0]]), batch.sum(0), batch.square().sum(0)])
+        if ranks is not None:
+            ranks.sum(moments)
+        n = float(moments[0])
+        batch_mean = moments[1 : 1 + self.agent.obs_dim] / n
+        batch_var = (moments[1 + self.agent.obs_dim :] / n - batch_mean.square()).clamp_(min=0.0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * (n / total)
+        self.var = (self.var * self.count + batch_var * n + delta.square() * (self.count * n / total)) / total
+        self.count = total
+        self.agent.obs_mean.copy_(self.mean)
+        self.agent.obs_scale.copy_((self.var + self.EPSILON).rsqrt())
 
 
 @dataclasses.dataclass
@@ -302,6 +359,7 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
     envs = RecordActions(simulator, ranks.file_name(args.record)) if args.record else simulator
     agent = Agent(obs_dim, args.hidden).to(device)
     ranks.broadcast_parameters(agent)  # rank 0's initialisation everywhere
+    obs_stats = _ObservationStatistics(agent) if args.normalize_obs else None
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
 
     batch_size = n * steps  # this rank's share of an update
@@ -325,6 +383,8 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
     # The core's observation buffer as a tensor (copy=False): every step rewrites it in place.
     next_obs, _ = envs.reset(seed=seed)
     assert isinstance(next_obs, torch.Tensor)  # torch_outputs=True: every result is a tensor
+    if obs_stats is not None:
+        obs_stats.add(next_obs, ranks)  # the first rollout already sees normalised observations
     # True where the previous step ended the env's episode: this step is NEXT_STEP's reset step.
     resetting = torch.zeros(n, device=device)
     global_step = 0
@@ -357,7 +417,8 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
             )
             returns = advantages + val_buf
 
-        b_obs = obs_buf.reshape(-1, obs_dim)
+        # The statistics the rollout used, unchanged until the update is over: one normalisation.
+        b_obs = agent.normalize(obs_buf.reshape(-1, obs_dim))
         b_act = act_buf.reshape(-1, 3)
         b_logp, b_adv = logp_buf.reshape(-1), advantages.reshape(-1)
         b_ret, b_val, b_valid = returns.reshape(-1), val_buf.reshape(-1), valid_buf.reshape(-1)
@@ -368,7 +429,7 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
                 valid = b_valid.index_select(0, mb)  # index_select: several times faster than [mb] on the CPU
                 count = valid.sum().clamp(min=1.0)
                 _, new_logp, entropy, new_value = agent.get_action_and_value(
-                    b_obs.index_select(0, mb), b_act.index_select(0, mb)
+                    b_obs.index_select(0, mb), b_act.index_select(0, mb), normalized=True
                 )
                 old_value, ret = b_val.index_select(0, mb), b_ret.index_select(0, mb)
                 ratio = (new_logp - b_logp.index_select(0, mb)).exp()
@@ -385,6 +446,8 @@ def _train(args: Args, ranks: Ranks, device: torch.device) -> TrainResult:
                 ranks.average_gradients(agent.parameters())
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()
+        if obs_stats is not None:
+            obs_stats.add(obs_buf, ranks)
 
         elapsed = ranks.max(time.perf_counter() - start)  # the slowest rank's: all stop together
         stats = log.summary()
@@ -467,6 +530,10 @@ def compute_advantages(
     return advantages
 
 
+#: state_dict entries a policy file may lack (older versions of the trainer did not save them).
+_OPTIONAL_ENTRIES = ("obs_mean", "obs_scale")
+
+
 def load_agent(path: str | Path, device: str = "cpu") -> Agent:
     """Loads a policy saved by ``train`` (``<run_dir>/policy.pt``).
 
@@ -514,6 +581,8 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent:
         raise ValueError(f"{not_a_policy}: state_dict has unknown entries {', '.join(unknown[:3])}")
     for name, want in expected.items():
         got = state_dict.get(name)
+        if got is None and name in _OPTIONAL_ENTRIES:
+            continue  # a policy saved before observations were normalised: the identity
         if not (isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == want.dtype):
             found = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__
             raise ValueError(
@@ -521,7 +590,7 @@ def load_agent(path: str | Path, device: str = "cpu") -> Agent:
                 f"and hidden {hidden} needs {want.dtype} {tuple(want.shape)}"
             )
     agent = Agent(obs_dim, hidden)  # the shapes are known to fit: now the real one
-    agent.load_state_dict(state_dict)
+    agent.load_state_dict({**agent.state_dict(), **state_dict})
     return agent.to(device)
 
 

@@ -45,7 +45,7 @@ class Args:
     """Lambda of generalised advantage estimation."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
-    update_epochs: int = 4
+    update_epochs: int = 3
     """Optimisation epochs per rollout."""
     clip_coef: float = 0.2
     """PPO clipping coefficient."""
@@ -57,6 +57,8 @@ class Args:
     """Gradient clipping norm."""
     hidden: int = 128
     """Width of the two hidden layers of actor and critic."""
+    normalize_obs: bool = True
+    """Normalise the policy's observations by their running mean and variance (kept in policy.pt)."""
     log_every: int = 10
     """Print a log line every this many updates (0: never)."""
     progress_bar: bool = True

@@ -87,6 +87,38 @@ def test_agent_heads_are_the_categorical_distributions_of_their_logits():
         assert (frequencies - head.probs[0].double()).abs().max() < 0.005
 
 
+def test_observation_statistics_added_in_batches_are_those_of_all_the_observations():
+    from escape_room_env.ppo import _ObservationStatistics
+
+    torch.manual_seed(5)
+    batches = [torch.randn(n, 87) * torch.linspace(0.01, 3.0, 87) + 2.0 for n in (1024, 7, 300)]
+    agent = Agent(obs_dim=87, hidden=8)
+    stats = _ObservationStatistics(agent)
+    for batch in batches:
+        stats.add(batch)
+    everything = torch.cat(batches).double()
+    assert stats.count == 1331
+    torch.testing.assert_close(stats.mean, everything.mean(0), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stats.var, everything.var(0, correction=0), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(agent.obs_mean, everything.mean(0).float())
+    torch.testing.assert_close(agent.obs_scale, (everything.var(0, correction=0) + 1e-8).rsqrt().float())
+    # The networks see the normalised observations, clamped to [-10, 10].
+    obs = torch.cat(batches)
+    want = ((obs - agent.obs_mean) * agent.obs_scale).clamp(-10, 10)
+    assert torch.equal(agent.normalize(obs), want) and float(want.abs().max()) <= 10.0
+    torch.testing.assert_close(agent.get_value(obs), agent.get_value(want, normalized=True), rtol=0, atol=0)
+
+
+def test_a_policy_saved_without_observation_statistics_loads_with_the_identity(tmp_path):
+    agent = Agent(obs_dim=87, hidden=8)
+    old = {k: v for k, v in agent.state_dict().items() if k not in ("obs_mean", "obs_scale")}
+    torch.save({"state_dict": old, "obs_dim": 87, "args": {"hidden": 8}}, tmp_path / "old.pt")
+    loaded = load_agent(tmp_path / "old.pt")
+    assert torch.equal(loaded.obs_mean, torch.zeros(87)) and torch.equal(loaded.obs_scale, torch.ones(87))
+    obs = torch.rand(16, 87)
+    assert torch.equal(loaded.act(obs), agent.act(obs))
+
+
 def test_tiny_training_run_saves_a_policy_that_loads_and_acts(tmp_path):
     result = train(
         Args(
@@ -108,6 +140,15 @@ def test_tiny_training_run_saves_a_policy_that_loads_and_acts(tmp_path):
     assert summary["global_step"] == 32 * 16 * 3
     agent = load_agent(run / "policy.pt")
     assert agent.act(torch.zeros(2, 87)).shape == (2, 3)
+    # The observation statistics travel with the policy: z (always 0) has mean 0 and variance 0.
+    assert float(agent.obs_mean[2]) == 0.0 and float(agent.obs_scale[2]) == 1e4
+    assert 0.0 < float(agent.obs_mean[1]) < 1.25 and bool((agent.obs_scale > 0).all())
+
+
+def test_training_without_observation_normalisation_keeps_the_identity():
+    args = Args(num_envs=8, num_steps=4, total_timesteps=64, progress_bar=False, log_every=0, save_dir=None)
+    agent = train(dataclasses.replace(args, normalize_obs=False)).agent
+    assert torch.equal(agent.obs_mean, torch.zeros(87)) and torch.equal(agent.obs_scale, torch.ones(87))
 
 
 def test_cli_train_runs_and_reports(tmp_path):
@@ -332,7 +373,7 @@ def test_load_agent_rejects_files_that_are_not_policies(tmp_path):
         "no args": ({**good, "args": None}, "expected a dict with state_dict, obs_dim and args.hidden"),
         "wrong width": (wrong_width, "state_dict['critic.0.weight'] is torch.float32 (8, 87), the network"),
         "extra entry": (extra, "state_dict has unknown entries critic.9.weight"),
-        "float64": (doubles, "state_dict['critic.0.weight'] is torch.float64 (8, 87)"),
+        "float64": (doubles, "state_dict['obs_mean'] is torch.float64 (87,)"),
         "huge width": ({**good, "args": {"hidden": 10**30}}, "hidden 1000000000000000000000000000000"),
     }
     for name, (content, message) in cases.items():
