@@ -73,12 +73,13 @@ def policy_run(env: er.EscapeRoomVectorEnv, agent: ppo.Agent) -> harness.Run:
 
 
 def train_run(n: int, args: argparse.Namespace) -> harness.Run:
-    """Tier c: ``run(u)`` trains u PPO updates with ``ppo.train`` and returns its own seconds."""
+    """Tier c: ``run(s)`` trains s steps of every world (s / num_steps PPO updates, at least one)
+    with ``ppo.train`` and returns its own seconds."""
     fields = ("hidden", "num_steps", "update_epochs", "num_minibatches")
 
-    def run(updates: int) -> float:
+    def run(steps: int) -> float:
         kw = {f: getattr(args, f) for f in fields}
-        total = updates * n * args.num_steps
+        total = steps * n
         return ppo.train(
             ppo.Args(
                 seed=1,

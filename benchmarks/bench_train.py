@@ -1,11 +1,13 @@
 """How fast does ``escape-room train`` train? Agent-steps/s of ``ppo.train`` with the main
-command's settings (every ``Args`` default: 1,024 agents, 32 steps per rollout, 4 epochs of 4
-minibatches), and, with ``--baseline REF``, of the trainer of another commit in the same rounds.
+command's settings (every ``Args`` default: 1,024 agents, 32 steps per rollout, 3 epochs of 4
+minibatches, observation normalisation), and, with ``--baseline REF``, of the trainer of another
+commit, with that commit's defaults, in the same rounds.
 
-The baseline is ``escape_room_env/ppo.py`` as it is at REF (``git show``), imported beside the
-working tree's and run on the same simulator, so the A/B isolates the trainer: each repeat trains
-``--updates`` PPO updates (rollouts, GAE, update epochs, episode statistics) on a fresh simulator,
-timed by the trainer's own clock, the two trainers alternating round by round.
+The baseline is ``escape_room_env/ppo.py`` and ``ppo_args.py`` as they are at REF (``git show``),
+imported beside the working tree's and run on the same simulator, so the A/B isolates the
+trainer: each repeat trains ``--updates`` PPO updates (rollouts, GAE, update epochs, episode
+statistics) on a fresh simulator, timed by the trainer's own clock, the two trainers alternating
+round by round.
 
     python benchmarks/bench_train.py --baseline 3eaf586 --save
 """
@@ -37,31 +39,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def trainer_at(commit: str) -> ModuleType:
-    """``escape_room_env/ppo.py`` of ``commit``, imported as its own module."""
+def _module_at(commit: str, path: str, name: str) -> ModuleType:
+    """The file ``path`` of ``commit`` (``git show``), imported as the module ``name``."""
     source = subprocess.run(
-        ["git", "-C", str(harness.REPO), "show", f"{commit}:escape_room_env/ppo.py"],
-        check=True,
-        capture_output=True,
-        text=True,
+        ["git", "-C", str(harness.REPO), "show", f"{commit}:{path}"], check=True, capture_output=True, text=True
     ).stdout
-    path = Path(tempfile.mkdtemp()) / f"ppo_{commit}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"ppo_{commit}", path)
+    file = Path(tempfile.mkdtemp()) / f"{name}.py"
+    file.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-def train_run(trainer: ModuleType, num_envs: int) -> harness.Run:
-    """``run(u)`` trains u updates with ``trainer.train`` at the default settings; its own seconds."""
+def trainer_at(commit: str) -> tuple[ModuleType, type]:
+    """``escape_room_env/ppo.py`` of ``commit`` and the ``Args`` of that commit (its defaults are
+    that trainer's main command), each imported as its own module."""
+    trainer = _module_at(commit, "escape_room_env/ppo.py", f"ppo_{commit}")
+    settings = _module_at(commit, "escape_room_env/ppo_args.py", f"ppo_args_{commit}")
+    return trainer, settings.Args
 
-    def run(updates: int) -> float:
-        args = Args(
+
+def train_run(trainer: ModuleType, args_type: type, num_envs: int) -> harness.Run:
+    """``run(s)`` trains s steps of every env (s / num_steps updates, at least one) with
+    ``trainer.train`` at ``args_type``'s defaults, and returns the trainer's own seconds."""
+
+    def run(steps: int) -> float:
+        args = args_type(
             num_envs=num_envs,
-            total_timesteps=updates * num_envs * Args.num_steps,
+            total_timesteps=steps * num_envs,
             max_minutes=0,
             log_every=0,
             progress_bar=False,
@@ -78,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         args.num_envs = min(args.num_envs, 64)
     updates = args.updates or (1 if args.quick else 8)
     suite = harness.Suite(args, "train-ab" if args.baseline else "train", torch_threads=torch.get_num_threads())
-    peers = {"ppo.train (this tree)": train_run(ppo, args.num_envs)}
+    peers = {"ppo.train (this tree)": train_run(ppo, Args, args.num_envs)}
     if args.baseline:
-        peers[f"ppo.train @ {args.baseline}"] = train_run(trainer_at(args.baseline), args.num_envs)
+        peers[f"ppo.train @ {args.baseline}"] = train_run(*trainer_at(args.baseline), args.num_envs)
     timed = "ppo.train's own clock, from after envs.reset() to the end of the last update"
     records = suite.measure(
         "train",

@@ -6,6 +6,14 @@ step (its action is ignored and its reward is 0), so it is left out of the loss;
 episodes bootstrap from the value of the terminal observation, which NEXT_STEP returns on
 the done step itself.
 
+The networks see normalised observations: each feature minus its running mean, times the inverse
+of its running standard deviation, clamped to [-10, 10] (``Args.normalize_obs``; the statistics
+are frozen during a rollout and its update, then fold that rollout's observations in, and they are
+saved in ``policy.pt``). The raw features are fractions of the 40 m level, so that a cube and a
+button a metre apart differ by 0.025 in them. Without the normalisation the same trainer levels off
+at about 85 % escapes, its failures all in the last room with the cube short of the button
+(``benchmarks/train_failures.py``, README "Training").
+
 The simulator runs where the policy does and returns zero-copy torch tensors there
 (``device="cuda"`` on a GPU; on the CPU through the env's ``torch_outputs=True``), so the
 CPU and the GPU share one code path: the policy's action tensor goes straight to the core,
