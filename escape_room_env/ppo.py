@@ -11,7 +11,7 @@ of its running standard deviation, clamped to [-10, 10] (``Args.normalize_obs``;
 are frozen during a rollout and its update, then fold that rollout's observations in, and they are
 saved in ``policy.pt``). The raw features are fractions of the 40 m level, so that a cube and a
 button a metre apart differ by 0.025 in them. Without the normalisation the same trainer levels off
-at about 85 % escapes, its failures all in the last room with the cube short of the button
+at about 85 % escapes, nearly all its failures in the last room with the cube short of the button
 (``benchmarks/train_failures.py``, README "Training").
 
 The simulator runs where the policy does and returns zero-copy torch tensors there
