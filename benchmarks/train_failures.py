@@ -20,14 +20,22 @@ import torch
 
 import escape_room_env as er
 from escape_room_env.ppo import load_agent
+from escape_room_env.reference import BUTTON_HALF, CUBE_HALF
 
 ROOM_LENGTH = 40.0 / 3.0
 ROOMS = ("button", "cube_blocking", "cube_button")
 CUBE_BUTTON_CUBE, CUBE_BUTTON_BUTTON = 3, 2  # the last room's cube and button (default level, 1 agent)
+PRESSES = float(CUBE_HALF + BUTTON_HALF)  # a cube presses a button closer than this on both axes (2.15)
+
+
+def _band(position: np.ndarray) -> np.ndarray:
+    """The room (or, len(ROOMS), the exit zone) each agent position [W, 2] is in."""
+    return np.clip((position[:, 1] // ROOM_LENGTH).astype(int), 0, len(ROOMS))
 
 
 def play(policy: str, worlds: int, seed: int, greedy: bool) -> dict:
     agent = load_agent(policy)
+    torch.manual_seed(seed)  # the sampled actions too: the same report every run
     sim = er.SimManager(num_worlds=worlds, rand_seed=seed, autoreset_mode="DISABLED", num_threads=None)
     obs = sim.observation_tensor().to_torch()
     actions = sim.action_tensor().to_torch()
@@ -42,7 +50,7 @@ def play(policy: str, worlds: int, seed: int, greedy: bool) -> dict:
     cube_gap = np.full(worlds, np.inf)  # closest the last room's cube came to its button (box distance)
     for _ in range(sim.episode_len):
         running = done == 0
-        band = np.clip((position[:, 1] // ROOM_LENGTH).astype(int), 0, len(ROOMS))
+        band = _band(position)
         room_steps[np.flatnonzero(running), band[running]] += 1
         with torch.inference_mode():
             flat = obs.reshape(worlds, -1)
@@ -52,7 +60,7 @@ def play(policy: str, worlds: int, seed: int, greedy: bool) -> dict:
         door_ever |= door_open[:, : len(ROOMS)] != 0
         cube_gap = np.minimum(cube_gap, np.abs(cube - button).max(axis=1))
     escaped = sim.termination_reason_tensor().to_numpy()[:, 0, 0] == 1
-    band = np.clip((position[:, 1] // ROOM_LENGTH).astype(int), 0, len(ROOMS))
+    band = _band(position)
     failed = ~escaped
     report: dict = {
         "policy": policy,
@@ -76,12 +84,11 @@ def play(policy: str, worlds: int, seed: int, greedy: bool) -> dict:
             else None,
         }
         if name == "cube_button":
-            # Box distance 0.65 + 1.5 = 2.15 is the press threshold (button half-extent + cube half-extent).
-            row["of_those_cube_reached_button"] = int((here & (cube_gap < 2.15)).sum())
+            row["of_those_cube_reached_button"] = int((here & (cube_gap < PRESSES)).sum())
             row["of_those_cube_gap_median"] = float(np.median(cube_gap[here])) if here.any() else None
             # An agent on the button opens the door too, while it stands there: the escapes that got
             # through without the cube on the button.
-            row["escaped_cube_reached_button"] = int((escaped & (cube_gap < 2.15)).sum())
+            row["escaped_cube_reached_button"] = int((escaped & (cube_gap < PRESSES)).sum())
             row["escaped"] = int(escaped.sum())
             # Layouts by where the cube starts: below the button (pushed forwards and sideways) or
             # beyond it (the agent must walk round it and push it back).
