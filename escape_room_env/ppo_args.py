@@ -33,16 +33,16 @@ class Args:
     """Agent-steps to train for."""
     max_minutes: float = 15.0
     """Stop after this much wall time (0: no limit)."""
-    learning_rate: float = 2.5e-4
-    """Adam learning rate."""
+    learning_rate: float = 5e-4
+    """Adam learning rate (with normalised observations 5e-4 learns the cube rooms sooner than 2.5e-4 and ends as high)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly over total_timesteps."""
     num_steps: int = 32
     """Steps per env in one rollout."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """Lambda of generalised advantage estimation."""
+    gamma: float = 0.995
+    """Discount factor (0.995: the door a cube opens pays off tens of steps after the push)."""
+    gae_lambda: float = 0.98
+    """Lambda of generalised advantage estimation (0.98: advantages that reach back to the push)."""
     num_minibatches: int = 4
     """Minibatches per epoch."""
     update_epochs: int = 3
