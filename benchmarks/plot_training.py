@@ -29,13 +29,15 @@ def plot(curves: dict[str, dict[str, list[float]]], out: Path, title: str, wall_
 
     fig, axes = plt.subplots(1, 3 if wall_time else 2, figsize=(16, 4.2) if wall_time else (12, 4.6))
     progress, by_steps, by_time = (*axes, None)[:3]
-    for label, curve in curves.items():
+    # More runs than the default cycle's 10 colours: 20 distinct ones, so no two lines share one.
+    colours = plt.get_cmap("tab20").colors if len(curves) > 10 else plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, curve), colour in zip(curves.items(), colours * (len(curves) // len(colours) + 1)):
         steps = [s / 1e6 for s in curve["global_step"]]
         minutes = [s / 60 for s in curve["seconds"]]
-        progress.plot(steps, curve["mean_progress"], label=label)
-        by_steps.plot(steps, curve["escape_rate"], label=label)
+        progress.plot(steps, curve["mean_progress"], label=label, color=colour)
+        by_steps.plot(steps, curve["escape_rate"], label=label, color=colour)
         if by_time is not None:
-            by_time.plot(minutes, curve["escape_rate"], label=f"{label} ({minutes[-1]:.1f} min)")
+            by_time.plot(minutes, curve["escape_rate"], label=f"{label} ({minutes[-1]:.1f} min)", color=colour)
     by_steps.set_ylim(0, 1)
     by_steps.set_ylabel("escape rate over the last 1,000 episodes")
     for edge in (40 / 3, 80 / 3, 40.0):  # room boundaries of the default level
