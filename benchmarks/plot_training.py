@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 from pathlib import Path
 
 
@@ -31,7 +32,7 @@ def plot(curves: dict[str, dict[str, list[float]]], out: Path, title: str, wall_
     progress, by_steps, by_time = (*axes, None)[:3]
     # More runs than the default cycle's 10 colours: 20 distinct ones, so no two lines share one.
     colours = plt.get_cmap("tab20").colors if len(curves) > 10 else plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for (label, curve), colour in zip(curves.items(), colours * (len(curves) // len(colours) + 1)):
+    for (label, curve), colour in zip(curves.items(), itertools.cycle(colours)):
         steps = [s / 1e6 for s in curve["global_step"]]
         minutes = [s / 60 for s in curve["seconds"]]
         progress.plot(steps, curve["mean_progress"], label=label, color=colour)
