@@ -43,7 +43,9 @@ SimState bind_state(const SimState& cfg, void* base);
 //   agent, int32 or int64; with `flat`, one Discrete index per agent instead (decode_flat_action).
 //   They are copied (decoded) into the action tensor, so the tensor afterwards holds what the
 //   step used, as if written there first; a host backend reads int32 rows straight from here,
-//   so a thread writing the tensor meanwhile cannot change the step.
+//   so a thread writing the tensor meanwhile cannot change the step. With action_stride (host
+//   backends, int32 rows only), world w's rows start w * action_stride int32s after the first
+//   world's: a rollout's plan [B, T, A, 3] read in place, one step's slice at a time.
 // - reset_flags (optional, host backends): [W] flags the step reads instead of the reset
 //   tensor (the caller took them from it); the step clears those it consumes.
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
@@ -74,6 +76,7 @@ ER_HD inline void decode_flat_action(int64_t index, int32_t* row)
 
 struct StepRequest {
     const void* actions = nullptr;
+    size_t action_stride = 0;  // 0: the worlds' rows follow each other
     bool int64 = false;
     bool flat = false;  // actions are Discrete indices (one per agent), not rows of 3
     int32_t* reset_flags = nullptr;
@@ -82,6 +85,10 @@ struct StepRequest {
     int32_t repeat = 1;
     Observe observe = Observe::EveryStep;
 };
+
+// restore_worlds' mask bits: the world is restored; its level is loaded afresh; its
+// observations are written afresh.
+constexpr uint8_t kRestoreWorld = 1, kRestoreLevel = 2, kRestoreObservations = 4;
 
 enum class OutputChain : int32_t { Recording = 0, Replay = 1 };
 constexpr int32_t kNumOutputChains = 2;
@@ -106,9 +113,10 @@ public:
     // Starts every world's episode e_w of stream s_w (host arrays), as a replay's first record
     // needs: a starting point, which extends no output chain.
     virtual void start_episodes(const uint64_t* seeds, const uint32_t* episodes) = 0;
-    // Shows every world with mask[w] != 0 as its state now describes it (restore_world): its
-    // level (mask 1; mask 2: the world already plays that level), outputs and images, after a
-    // state was written into it. Extends no output chain.
+    // Shows every world with mask[w] != 0 as its state now describes it (restore_world), after
+    // a state was written into it: its outputs and images, its level when the mask has
+    // kRestoreLevel (else the world already plays it), its observations when it has
+    // kRestoreObservations (else they were written with the state). Extends no output chain.
     virtual void restore_worlds(const uint8_t* mask) = 0;
     // Runs fn(ctx, begin, end) over [0, n) in ranges on the backend's host threads (inline
     // where it has none): for host-side work over worlds, such as state records.

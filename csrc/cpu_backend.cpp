@@ -128,13 +128,18 @@ public:
         req_ = req;
         inputs_ = state_;  // the arrays the rules read, with the inputs the request supplies
         if (req.reset_flags) inputs_.reset_in = req.reset_flags;
-        if (req.actions && !req.int64 && !req.flat)
+        if (req.actions && !req.int64 && !req.flat && !req.action_stride)
             inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
         const bool every = req.observe == Observe::EveryStep || req.obs_copy || chained_[0] || chained_[1];
         for (int32_t i = 0; i < req.repeat; ++i) {
             observe_ = every || (req.observe == Observe::LastStep && i == req.repeat - 1);
             parallel_worlds([](CpuBackend& b, int32_t w) {
-                if (w + kPrefetchAhead < b.state_.num_worlds) prefetch_level(b.state_.level + w + kPrefetchAhead);
+                if (w + kPrefetchAhead < b.state_.num_worlds) {
+                    prefetch_level(b.state_.level + w + kPrefetchAhead);
+                    if (b.req_.action_stride)  // a row each world: one line a step, missed once in five
+                        __builtin_prefetch(static_cast<const int32_t*>(b.req_.actions) +
+                                           (size_t)(w + kPrefetchAhead) * b.req_.action_stride);
+                }
                 if (b.req_.actions) b.copy_actions(w);
                 step_world(b.inputs_, b.table_, w, b.observe_);
                 b.render(w);
@@ -180,7 +185,7 @@ public:
         mask_ = mask;
         parallel_worlds([](CpuBackend& b, int32_t w) {
             if (!b.mask_[w]) return;
-            restore_world(b.state_, b.table_, w, b.mask_[w] == 1);
+            restore_world(b.state_, b.table_, w, b.mask_[w] & kRestoreLevel, b.mask_[w] & kRestoreObservations);
             b.render(w);
         });
     }
@@ -289,6 +294,12 @@ private:
     void copy_actions(int32_t w)
     {
         const size_t n = (size_t)state_.num_agents;
+        if (req_.action_stride) {  // int32 rows, world w's action_stride int32s after world 0's
+            const int32_t* src = static_cast<const int32_t*>(req_.actions) + (size_t)w * req_.action_stride;
+            int32_t* dst = state_.action_in + (size_t)w * n * kActionDims;
+            for (size_t k = 0; k < n * kActionDims; ++k) dst[k] = src[k];
+            return;
+        }
         copy_action_rows(req_.actions, req_.int64, req_.flat, (size_t)w * n, n);
     }
 

@@ -80,7 +80,8 @@ __global__ void begin_kernel(SimState s, LidarTable table, const uint64_t* seeds
 __global__ void restore_kernel(SimState s, LidarTable table, const uint8_t* mask)
 {
     const int32_t w = (int32_t)(blockIdx.x * blockDim.x + threadIdx.x);
-    if (w < s.num_worlds && mask[w]) restore_world(s, table, w, mask[w] == 1);
+    if (w < s.num_worlds && mask[w])
+        restore_world(s, table, w, mask[w] & kRestoreLevel, mask[w] & kRestoreObservations);
 }
 
 // `repeat` steps of one world: nstep loops on the device, the world's state staying in cache;

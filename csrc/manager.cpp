@@ -786,8 +786,10 @@ namespace {
 
 // What a state record holds besides the configuration, in order: catalogue arrays, each world's
 // slice of them. Everything that decides the future (the random streams are keyed by seed and
-// episode, so they are in here), and what the outputs showed that the state does not determine
-// (the last rewards and termination reason, the SAME_STEP final_* values).
+// episode, so they are in here), what the outputs showed that the state does not determine (the
+// last rewards and termination reason, the SAME_STEP final_* values), and the observations the
+// state shows, kept so that set_state need not trace them again (see observation_key). Then the
+// record's last field, observation_key.
 const char* const kStateArrays[] = {"seed",
                                     "episode",
                                     "steps_left",
@@ -805,7 +807,39 @@ const char* const kStateArrays[] = {"seed",
                                     "final_observation",
                                     "final_progress",
                                     "final_elapsed_steps",
-                                    "final_doors_opened"};
+                                    "final_doors_opened",
+                                    "observation"};
+constexpr size_t kStateArrayCount = sizeof(kStateArrays) / sizeof(kStateArrays[0]);
+constexpr const char* kFirstKeyedArray = "seed";          // the fields an observation is computed from:
+constexpr const char* kLastKeyedArray = "agent_escaped";  // seed ... agent_escaped, one byte range
+
+// A 64-bit digest of a record's fields in the 8-byte words [p, p + 8 * mask.size()), each word
+// ANDed with its mask (the padding between fields masked out: numpy's copies of records need
+// not keep it; mask.size() a multiple of 8): eight interleaved lanes, each taking its
+// little-endian words as lane = (lane ^ word) * K (a change of one word changes its lane), then
+// the lanes mixed. Not
+// cryptographic: it tells whether a record's state fields are still the ones its
+// observations were taken from.
+uint64_t observation_key(const uint8_t* p, const std::vector<uint64_t>& mask)
+{
+    const size_t n = 8 * mask.size();
+    constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
+    constexpr int kLanes = 8;
+    uint64_t lane[kLanes];
+    for (int j = 0; j < kLanes; ++j) lane[j] = 0x9e3779b97f4a7c15ULL * (uint64_t)(j + 1);
+    for (size_t i = 0; i < n; i += 8 * kLanes)
+        for (int j = 0; j < kLanes; ++j) {
+            uint64_t w;
+            std::memcpy(&w, p + i + 8 * j, 8);
+            lane[j] = (lane[j] ^ (w & mask[i / 8 + j])) * kMul;
+        }
+    uint64_t h = (uint64_t)n;
+    for (int j = 0; j < kLanes; ++j) {
+        h = (h ^ lane[j]) * kMul;
+        h ^= h >> 33;
+    }
+    return h;
+}
 
 // A world's slice of an array: the bytes of element [w] of a C-contiguous [W, ...] view.
 size_t world_bytes(const TensorDesc& d)
@@ -855,6 +889,7 @@ std::vector<StateField> Manager::state_layout() const
         const TensorDesc d = array(name);
         add(name, d.dtype, std::vector<int64_t>(d.shape.begin() + 1, d.shape.end()));
     }
+    add("observation_key", DType::UInt64, {});
     return fields;
 }
 
@@ -933,10 +968,16 @@ struct Manager::StateArrays {
     std::vector<uint8_t*> base;
     std::vector<size_t> slice;
     std::vector<std::vector<uint8_t>> staging;  // device backends: host copies of the arrays
+    // What observation_key digests: the fields seed ... agent_escaped, in the 8-byte words from
+    // key_begin, a mask per word with the fields' bytes set; and where the key lies.
+    size_t key_begin = 0, key_at = 0;
+    std::vector<uint64_t> key_mask;
+    std::vector<size_t> padding;  // the 8-byte words of a record that hold bytes between fields
 };
 
 // What a record's field may hold: floats finite, counters and flags within [lo, hi]; seed,
-// episode and level_index are not checked here (any seed and episode; set_state checks the level).
+// episode, level_index and observation_key are not checked here (any seed, episode and key;
+// set_state checks the level).
 struct ValueRule {
     const StateField* field;
     size_t offset, count;  // where the field's values lie in a record, and how many
@@ -949,7 +990,7 @@ static std::vector<ValueRule> value_rules(const std::vector<StateField>& fields,
     for (size_t f = kStateHeaderFields; f < fields.size(); ++f) {
         const std::string& n = fields[f].name;
         int32_t lo = 0, hi = 0;
-        if (n == "seed" || n == "episode" || n == "level_index") continue;
+        if (n == "seed" || n == "episode" || n == "level_index" || n == "observation_key") continue;
         if (n == "steps_left" || n == "final_elapsed_steps")
             hi = episode_len;
         else if (n == "status")
@@ -965,20 +1006,26 @@ static std::vector<ValueRule> value_rules(const std::vector<StateField>& fields,
     return rules;
 }
 
-// The rules with adjacent float fields merged into one run each (fewer, longer loops for
-// state_values_ok; bad_state_value keeps the per-field rules to name the field).
-static std::vector<ValueRule> merged_float_rules(const std::vector<ValueRule>& rules)
+// The rules as set_state's check on the worker threads applies them: every float of a record
+// tested in one pass over its 4-byte words (float_bits: the exponent mask at a float's word, 0
+// elsewhere), then the integer rules one by one; bad_state_value names the value a rule refuses.
+struct RecordCheck {
+    std::vector<uint32_t> float_bits;
+    std::vector<ValueRule> integer_rules;
+};
+
+static RecordCheck record_check(const std::vector<ValueRule>& rules, size_t record_bytes)
 {
-    std::vector<ValueRule> out;
+    RecordCheck c;
+    c.float_bits.assign(record_bytes / 4, 0);
     for (const ValueRule& r : rules) {
-        ValueRule* last = out.empty() ? nullptr : &out.back();
-        if (last && r.field->dtype == DType::Float32 && last->field->dtype == DType::Float32 &&
-            last->offset + 4 * last->count == r.offset)
-            last->count += r.count;
-        else
-            out.push_back(r);
+        if (r.field->dtype != DType::Float32) {
+            c.integer_rules.push_back(r);
+            continue;
+        }
+        for (size_t k = 0; k < r.count; ++k) c.float_bits[r.offset / 4 + k] = 0x7f800000u;
     }
-    return out;
+    return c;
 }
 
 // Whether a value may stand in a state record: a float finite, an integer within its rule's range.
@@ -1027,12 +1074,18 @@ static size_t first_bad_value(const ValueRule& r, const uint8_t* rec)
     }
 }
 
-// Whether every value of `rec` is one its rule allows (set_state's check on the worker threads,
-// over merged_float_rules); bad_state_value then says which value is not.
-static bool state_values_ok(const std::vector<ValueRule>& rules, const uint8_t* rec)
+// Whether every value of `rec` is one its rule allows: no float with every exponent bit set
+// (inf or nan; a branch-free pass that vectorises), every integer in its range.
+static bool state_values_ok(const RecordCheck& c, const uint8_t* rec)
 {
-    bool ok = true;
-    for (const ValueRule& r : rules) ok &= first_bad_value(r, rec) == r.count;
+    uint32_t bad = 0;
+    for (size_t k = 0; k < c.float_bits.size(); ++k) {
+        uint32_t word;
+        std::memcpy(&word, rec + 4 * k, 4);
+        bad |= (uint32_t)((word & c.float_bits[k]) == 0x7f800000u);
+    }
+    bool ok = bad == 0;
+    for (const ValueRule& r : c.integer_rules) ok &= first_bad_value(r, rec) == r.count;
     return ok;
 }
 
@@ -1084,7 +1137,7 @@ Manager::StateArrays Manager::state_arrays(bool download)
 {
     StateArrays a;
     a.fields = state_layout();
-    for (size_t f = kStateHeaderFields; f < a.fields.size(); ++f) {
+    for (size_t f = kStateHeaderFields; f < kStateHeaderFields + kStateArrayCount; ++f) {
         const TensorDesc d = array(a.fields[f].name);
         const size_t slice = world_bytes(d);
         uint8_t* base = static_cast<uint8_t*>(d.data);
@@ -1096,6 +1149,29 @@ Manager::StateArrays Manager::state_arrays(bool download)
         a.base.push_back(base);
         a.slice.push_back(slice);
     }
+    size_t end = 0;
+    std::vector<uint8_t> keyed;  // per byte from key_begin: 0xff where a keyed field lies
+    bool in_keyed = false;
+    for (const StateField& f : a.fields) {
+        for (size_t word = end / 8 * 8; word < f.offset; word += 8)
+            if (a.padding.empty() || a.padding.back() != word) a.padding.push_back(word);
+        end = f.offset + f.bytes;
+        if (f.name == "observation_key") a.key_at = f.offset;
+        if (f.name == kFirstKeyedArray) in_keyed = true, a.key_begin = f.offset;
+        if (in_keyed) {
+            keyed.resize(f.offset + f.bytes - a.key_begin, 0);
+            std::fill(keyed.begin() + (ptrdiff_t)(f.offset - a.key_begin), keyed.end(), (uint8_t)0xff);
+        }
+        if (f.name == kLastKeyedArray) in_keyed = false;
+    }
+    // Whole blocks of 8 words (observation_key's lanes), zero past the fields: they lie in the
+    // record all the same (the observations follow).
+    keyed.resize((keyed.size() + 63) / 64 * 64, 0);
+    if (a.key_begin + keyed.size() > state_record_bytes()) throw Error("state layout: the observation key overruns");
+    a.key_mask.resize(keyed.size() / 8);
+    std::memcpy(a.key_mask.data(), keyed.data(), keyed.size());
+    for (size_t word = end / 8 * 8; word < state_record_bytes(); word += 8)
+        if (a.padding.empty() || a.padding.back() != word) a.padding.push_back(word);
     return a;
 }
 
@@ -1116,13 +1192,27 @@ void Manager::get_state(const int32_t* worlds, size_t n, uint8_t* out)
     backend_->parallel_for((int64_t)n,
                            [](void* ctx, int64_t begin, int64_t end) {
                                const Job& j = *static_cast<Job*>(ctx);
-                               for (int64_t i = begin; i < end; ++i) {
-                                   uint8_t* rec = j.out + (size_t)i * j.record;
-                                   std::memset(rec, 0, j.record);  // padding too: equal states are equal bytes
-                                   std::memcpy(rec, j.header->data(), j.header->size());
-                                   for (size_t f = 0; f < j.a->base.size(); ++f)
-                                       copy_field(rec + j.a->fields[kStateHeaderFields + f].offset,
-                                                  j.a->base[f] + (size_t)j.worlds[i] * j.a->slice[f], j.a->slice[f]);
+                               // Eight records filled, then their keys digested: a record's key read
+                               // right after its fields were written would wait for those stores.
+                               constexpr int64_t kBatch = 8;
+                               for (int64_t first = begin; first < end; first += kBatch) {
+                                   const int64_t last = first + kBatch < end ? first + kBatch : end;
+                                   for (int64_t i = first; i < last; ++i) {
+                                       uint8_t* rec = j.out + (size_t)i * j.record;
+                                       constexpr uint64_t kZero = 0;     // padding first, then the fields over it
+                                       for (size_t word : j.a->padding)  // equal states, equal bytes
+                                           std::memcpy(rec + word, &kZero, 8);
+                                       std::memcpy(rec, j.header->data(), j.header->size());
+                                       for (size_t f = 0; f < j.a->base.size(); ++f)
+                                           copy_field(rec + j.a->fields[kStateHeaderFields + f].offset,
+                                                      j.a->base[f] + (size_t)j.worlds[i] * j.a->slice[f],
+                                                      j.a->slice[f]);
+                                   }
+                                   for (int64_t i = first; i < last; ++i) {
+                                       uint8_t* rec = j.out + (size_t)i * j.record;
+                                       const uint64_t key = observation_key(rec + j.a->key_begin, j.a->key_mask);
+                                       std::memcpy(rec + j.a->key_at, &key, 8);
+                                   }
                                }
                            },
                            &job);
@@ -1146,7 +1236,8 @@ void Manager::set_state(const int32_t* worlds, size_t n, const uint8_t* in)
     StateArrays arrays = state_arrays(!backend_->host_memory());
     const std::vector<StateField>& fields = arrays.fields;
     const std::vector<uint8_t> header = state_header();
-    const std::vector<ValueRule> rules = value_rules(fields, cfg_.episode_len), fast = merged_float_rules(rules);
+    const std::vector<ValueRule> rules = value_rules(fields, cfg_.episode_len);
+    const RecordCheck fast = record_check(rules, record);
     // Every record is of this configuration and plays a level of this manager, with values a
     // world can hold: checked on the worker threads, then the first bad record named here.
     const size_t level_field = kStateHeaderFields + 5, seed_field = kStateHeaderFields,
@@ -1193,33 +1284,69 @@ void Manager::set_state(const int32_t* worlds, size_t n, const uint8_t* in)
         uint8_t* mask;
         size_t seed_field, episode_field, level_field;
     } job{&arrays, worlds, in, record, mask.data(), seed_field, episode_field, level_field};
-    backend_->parallel_for((int64_t)n,
-                           [](void* ctx, int64_t begin, int64_t end) {
-                               Job& j = *static_cast<Job*>(ctx);
-                               const std::vector<StateField>& fields = j.a->fields;
-                               for (int64_t i = begin; i < end; ++i) {
-                                   const size_t w = (size_t)j.worlds[i];
-                                   const uint8_t* rec = j.in + (size_t)i * j.record;
-                                   // The level is a function of (seed, episode) or of level_index: a world that already
-                                   // plays the record's keeps its level (a planner restoring the same episode again).
-                                   bool same_level = true;
-                                   for (size_t f : {j.seed_field, j.episode_field, j.level_field}) {
-                                       const size_t k = f - kStateHeaderFields;
-                                       same_level = same_level && same_field(j.a->base[k] + w * j.a->slice[k],
-                                                                             rec + fields[f].offset, j.a->slice[k]);
-                                   }
-                                   j.mask[w] = same_level ? 2 : 1;
-                                   for (size_t k = 0; k < j.a->base.size(); ++k)
-                                       copy_field(j.a->base[k] + w * j.a->slice[k],
-                                                  rec + fields[kStateHeaderFields + k].offset, j.a->slice[k]);
-                               }
-                           },
-                           &job);
+    backend_->parallel_for(
+        (int64_t)n,
+        [](void* ctx, int64_t begin, int64_t end) {
+            Job& j = *static_cast<Job*>(ctx);
+            const std::vector<StateField>& fields = j.a->fields;
+            for (int64_t i = begin; i < end; ++i) {
+                const size_t w = (size_t)j.worlds[i];
+                const uint8_t* rec = j.in + (size_t)i * j.record;
+                // The level is a function of (seed, episode) or of level_index: a world that already
+                // plays the record's keeps its level (a planner restoring the same episode again).
+                bool same_level = true;
+                for (size_t f : {j.seed_field, j.episode_field, j.level_field}) {
+                    const size_t k = f - kStateHeaderFields;
+                    same_level = same_level &&
+                                 same_field(j.a->base[k] + w * j.a->slice[k], rec + fields[f].offset, j.a->slice[k]);
+                }
+                // The record's observations are shown as they are when its state fields are
+                // still those they were taken from; an edited record's are traced afresh.
+                uint64_t key;
+                std::memcpy(&key, rec + j.a->key_at, 8);
+                const bool observed = key == observation_key(rec + j.a->key_begin, j.a->key_mask);
+                j.mask[w] = kRestoreWorld | (same_level ? 0 : kRestoreLevel) | (observed ? 0 : kRestoreObservations);
+                for (size_t k = 0; k < j.a->base.size(); ++k)
+                    copy_field(j.a->base[k] + w * j.a->slice[k], rec + fields[kStateHeaderFields + k].offset,
+                               j.a->slice[k]);
+            }
+        },
+        &job);
     if (!backend_->host_memory())
         for (size_t k = 0; k < arrays.base.size(); ++k)
             backend_->from_host(array(fields[kStateHeaderFields + k].name).data, arrays.staging[k].data(),
                                 arrays.staging[k].size());
     backend_->restore_worlds(mask.data());
+}
+
+// Whether every value of a rollout's actions [B, T, A, 3] is in range: one pass on the
+// backend's threads, unsigned compares (a negative value is then out of range too).
+bool Manager::actions_in_range(const int32_t* actions, size_t T)
+{
+    const size_t B = (size_t)cfg_.num_worlds, rows = T * (size_t)cfg_.num_agents;
+    std::vector<uint8_t> bad(B, 0);
+    struct Plan {
+        const int32_t* in;
+        size_t rows;  // a world's
+        uint8_t* bad;
+    } plan{actions, rows, bad.data()};
+    backend_->parallel_for((int64_t)B,
+                           [](void* ctx, int64_t begin, int64_t end) {
+                               const Plan p = *static_cast<const Plan*>(ctx);
+                               for (int64_t b = begin; b < end; ++b) {
+                                   const int32_t* a = p.in + (size_t)b * p.rows * kActionDims;
+                                   uint32_t out_of_range = 0;
+                                   for (size_t i = 0; i < p.rows; ++i)
+                                       out_of_range |= (uint32_t)((uint32_t)a[3 * i] >= (uint32_t)kNumMoveAmounts) |
+                                                       (uint32_t)((uint32_t)a[3 * i + 1] >= (uint32_t)kNumMoveAngles) |
+                                                       (uint32_t)((uint32_t)a[3 * i + 2] >= (uint32_t)kNumRotates);
+                                   p.bad[b] = (uint8_t)(out_of_range != 0);
+                               }
+                           },
+                           &plan);
+    for (uint8_t b : bad)
+        if (b) return false;
+    return true;
 }
 
 int64_t Manager::rollout(const RolloutIO& io, const Poll& poll)
@@ -1231,6 +1358,7 @@ int64_t Manager::rollout(const RolloutIO& io, const Poll& poll)
         throw Error("rollout() cannot run while recording, logging or replaying");
     const size_t B = (size_t)cfg_.num_worlds, A = (size_t)cfg_.num_agents, D = (size_t)obs_dim();
     const size_t T = (size_t)io.steps, record = state_record_bytes();
+    if (!actions_in_range(io.actions, T)) return -1;
     std::vector<int32_t> all(B);
     for (size_t b = 0; b < B; ++b) all[b] = (int32_t)b;
     set_state(all.data(), B, io.states);
@@ -1239,7 +1367,8 @@ int64_t Manager::rollout(const RolloutIO& io, const Poll& poll)
     size_t t = 0;
     for (; t < T; ++t) {
         StepRequest req;
-        req.actions = io.actions + t * B * A * kActionDims;
+        req.actions = io.actions + t * A * kActionDims;  // world b's rows: b * T * A * 3 further on
+        req.action_stride = T * A * kActionDims;
         req.obs_copy = io.observation ? io.observation + t * B * A * D : nullptr;
         step_once(req);
         std::memcpy(io.reward + t * B * A, s.reward_out, B * A * sizeof(float));

@@ -57,7 +57,7 @@ struct StateField {
     size_t bytes;
 };
 // The records' layout version: a record of another version is refused by its header.
-constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kStateVersion = 2;      // 2: the observations and their observation_key
 constexpr size_t kStateHeaderFields = 9;   // state_version ... levels_digest
 constexpr int32_t kMaxGeneratedRooms = 4;  // a generated level has 1 to 4 rooms
 
@@ -184,9 +184,11 @@ public:
 
     // State records (SimManager.get_state / set_state): one fixed-size record per world, a
     // header naming the configuration, then everything that decides the world's future and what
-    // its outputs showed. set_state writes records into worlds and shows them at once (levels,
-    // outputs, images); a record of another configuration throws std::invalid_argument naming
-    // the field, as does a world index out of range.
+    // its outputs showed, observations included (under observation_key, a digest of the state
+    // fields they come from). set_state writes records into worlds and shows them at once
+    // (levels, outputs, images; the observations as kept, or traced afresh when the key no longer
+    // matches); a record of another configuration throws std::invalid_argument naming the field,
+    // as does a world index out of range.
     std::vector<StateField> state_layout() const;
     // Each world's pressed buttons as a bit mask (bit k: button k), by the rule of SPEC §2.4.
     void pressed_buttons(uint16_t* out);
@@ -198,10 +200,11 @@ public:
     // record and steps `steps` times with its own actions; the outputs of every step go to the
     // caller's arrays, step-major so that each step's slice is contiguous (the caller transposes
     // views). On a host backend, num_worlds = B; states [B, record]; actions int32
-    // [steps, B, A, 3] (valid: the caller checked them); observation (optional) float
+    // [B, steps, A, 3] as the caller holds them (checked first: a value out of range returns -1,
+    // nothing stepped); observation (optional) float
     // [steps, B, A, D]; reward float [steps, B, A]; done bool [steps, B, A]; states_out
     // [B, record] after the last step, or [steps, B, record] after every step. `poll` as in
-    // step(); returns the steps done.
+    // step(); returns the steps done (or -1).
     struct RolloutIO {
         const uint8_t* states;
         const int32_t* actions;
@@ -223,6 +226,7 @@ private:
     std::vector<uint8_t> state_header() const;
     struct StateArrays;
     StateArrays state_arrays(bool download);
+    bool actions_in_range(const int32_t* actions, size_t steps);
     void check_worlds(const int32_t* worlds, size_t n) const;
     void close_files();
     void step_once(StepRequest req);

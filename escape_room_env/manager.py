@@ -269,9 +269,14 @@ class SimManager:
         ``rooms``, ``reward_config``, ``levels_digest``), then everything that decides the world's
         future (``seed``, ``episode``: the random streams are keyed by them; ``steps_left``,
         ``status``, ``last_reason``, ``level_index``, ``door_open``, ``cube_pos``, ``agent_pos``,
-        ``agent_yaw``, ``agent_max_y``, ``agent_escaped``) and what the outputs showed that the
+        ``agent_yaw``, ``agent_max_y``, ``agent_escaped``), what the outputs showed that the
         state does not determine (``reward``, ``termination_reason``, ``final_observation``,
-        ``final_progress``, ``final_elapsed_steps``, ``final_doors_opened``).
+        ``final_progress``, ``final_elapsed_steps``, ``final_doors_opened``), and the
+        ``observation`` the world showed with its ``observation_key``, a 64-bit digest of the
+        fields it is computed from (``seed`` ... ``agent_escaped``). :meth:`set_state` shows a
+        record's observations as kept while those fields are intact, and traces them afresh
+        (lidar included) for a record whose fields were edited; an intact record's
+        ``observation``, like its ``reward``, is shown as it holds it.
 
         >>> import escape_room_env as er
         >>> dtype = er.SimManager(num_worlds=1).state_dtype
@@ -310,9 +315,11 @@ class SimManager:
     def set_state(self, states: np.ndarray, worlds: Any = None) -> None:
         """Writes state records (from :meth:`get_state` of a manager of the same configuration)
         into every world, or into the worlds listed in ``worlds`` (one record each); every
-        tensor, observations and images included, shows them at once (as MuJoCo's ``mj_forward``),
-        and the continuation is bit-identical. A record of another configuration raises
-        ``ValueError`` naming the field that differs. Not while recording or replaying."""
+        tensor, observations and images included, shows them at once (as MuJoCo's ``mj_forward``;
+        the observations a record keeps are shown as kept unless its state fields were edited,
+        see :attr:`state_dtype`), and the continuation is bit-identical. A record of another
+        configuration raises ``ValueError`` naming the field that differs. Not while recording
+        or replaying."""
         index = self._world_index(worlds)
         records = np.asarray(states)
         if records.dtype != self.state_dtype:
@@ -333,11 +340,11 @@ class SimManager:
         states_out: np.ndarray,
     ) -> int:
         """The native loop behind :func:`escape_room_env.rollout` (use that): every world starts
-        from its state record (uint8 [W, record]) and takes ``steps`` steps with int32 actions
-        [steps, W, A, 3] (in range), writing each step's observations, rewards and dones into the
-        given C-contiguous step-major arrays ([steps, W, ...]) and the final (or, sized
+        from its state record (uint8 [W, record]) and takes ``steps`` steps with C-contiguous
+        int32 actions [W, steps, A, 3], writing each step's observations, rewards and dones into
+        the given C-contiguous step-major arrays ([steps, W, ...]) and the final (or, sized
         [steps, W, record], every) state into ``states_out``; without the GIL. Returns the steps
-        taken (fewer after Ctrl-C)."""
+        taken (fewer after Ctrl-C), or -1 when an action is out of range (nothing stepped)."""
         return self._impl.rollout(states, actions, steps, observation, reward, done, states_out)
 
     def build_options(self) -> dict[str, Any]:

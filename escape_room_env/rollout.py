@@ -93,7 +93,7 @@ class Rollout:
             )
         batch, agents = initial.shape[0], sim.num_agents
         plan = _check_actions(actions, batch, agents)
-        steps = plan.shape[0]
+        steps = plan.shape[1]
         key = _config_key(sim, batch)
         manager = self._take(sim, key, batch)
         try:
@@ -107,7 +107,7 @@ class Rollout:
                 states = np.empty((steps, batch) if return_states else (batch,), sim.state_dtype)
             else:
                 observation, reward, done, states = _reusable(out, steps, batch, agents, sim, return_states)
-            manager.rollout_into(
+            taken = manager.rollout_into(
                 np.ascontiguousarray(initial).view(np.uint8).reshape(batch, record),
                 plan,
                 steps,
@@ -118,6 +118,8 @@ class Rollout:
             )
         finally:
             self._give_back(key, manager)
+        if taken < 0:  # a value out of range: nothing was stepped
+            raise _bad_action(plan)
         return RolloutResult(
             observation.swapaxes(0, 1),
             reward.swapaxes(0, 1),
@@ -183,8 +185,8 @@ def rollout(
 
 
 def _check_actions(actions: Any, batch: int, agents: int) -> np.ndarray:
-    """The actions as a C-contiguous int32 [T, B, A, 3] (step-major, as the core reads them), or
-    TypeError/ValueError naming what is wrong."""
+    """The actions as a C-contiguous int32 [B, T, A, 3] (the core checks int32 values itself as
+    it reorders them step-major), or TypeError/ValueError naming what is wrong."""
     if hasattr(actions, "detach") and hasattr(actions, "numpy"):  # a torch tensor
         actions = actions.detach().cpu().numpy()
     plan = np.asarray(actions)
@@ -198,15 +200,26 @@ def _check_actions(actions: Any, batch: int, agents: int) -> np.ndarray:
         or plan.shape[1] < 1
     ):
         raise ValueError(f"actions must have shape ({batch}, T, {agents}, 3) with T >= 1, got {plan.shape}")
+    if plan.dtype != np.int32:  # checked before narrowing, which could wrap a value into range
+        rows = np.ascontiguousarray(plan).reshape(-1, 3)
+        unsigned = rows.view(rows.dtype.str.replace("i", "u"))  # a negative value is then huge
+        if any((unsigned[:, c] >= limit).any() for c, limit in enumerate(NUM_CHOICES)):
+            raise _bad_action(plan)
+    return np.ascontiguousarray(plan, dtype=np.int32)
+
+
+def _bad_action(plan: np.ndarray) -> ValueError:
+    """The error naming the first value out of range of actions [B, T, A, 3] (by component, then
+    in [B, T, A] order)."""
     for c, (name, limit) in enumerate(zip(_ACTION_NAMES, NUM_CHOICES)):
         column = plan[..., c]
         bad = np.flatnonzero((column < 0) | (column >= limit))
         if bad.size:
             b, t, a = np.unravel_index(int(bad[0]), column.shape)
-            raise ValueError(
+            return ValueError(
                 f"actions[{b}, {t}, {a}, {c}] ({name}) is {int(column[b, t, a])}, expected 0 <= {name} < {limit}"
             )
-    return np.ascontiguousarray(plan.swapaxes(0, 1), dtype=np.int32)
+    return ValueError("actions holds a value out of range")
 
 
 def _reusable(

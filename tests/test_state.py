@@ -143,6 +143,15 @@ def drive(sim: er.SimManager, actions: np.ndarray, resets: np.ndarray) -> list[s
     return digests
 
 
+def retraced(records: np.ndarray) -> np.ndarray:
+    """The records with their observations zeroed and their observation_key no longer matching:
+    set_state must trace the observations afresh, as it does for a record whose state was edited."""
+    out = records.copy()
+    out["observation"] = 0.0
+    out["observation_key"] ^= np.uint64(1)
+    return out
+
+
 def assert_same_run(got: list[str], want: list[str]) -> None:
     assert len(got) == len(want)
     first = next((t for t, (a, b) in enumerate(zip(got, want)) if a != b), None)
@@ -169,9 +178,10 @@ def test_set_state_shows_at_once_and_continues_500_steps_bit_identically(config)
     assert_same_run(drive(sim, *plan), want)
     assert_same_outputs(outputs(sim), at_end)
 
-    # Into a second manager of the same configuration, another seed and thread count.
+    # Into a second manager of the same configuration, another seed and thread count, with the
+    # observations traced afresh from the state (they equal those the record kept).
     with make(config, rand_seed=7, num_threads=2) as other:
-        other.set_state(state)
+        other.set_state(retraced(state))
         assert_same_outputs(outputs(other), at_k, skip=INPUTS)
         assert_same_run(drive(other, *plan), want)
         assert_same_outputs(outputs(other), at_end)
@@ -207,6 +217,66 @@ def test_states_move_between_worlds_and_a_subset_leaves_the_others_alone():
         assert as_bytes(sim.get_state([4, 0])) == as_bytes(other.get_state([1, 5])), f"step {t + 1}"
 
 
+def test_an_edited_records_observations_are_traced_afresh_and_an_intact_ones_shown_as_kept():
+    """A record keeps the observations its world showed, with observation_key, a digest of the
+    state fields they are computed from (seed ... agent_escaped): set_state shows them as kept
+    while those fields are intact and traces them afresh when one was edited."""
+    config = {"rooms": ["cube_button", "double_button"], "num_agents": 2, "autoreset_mode": "next_step"}
+    rng = np.random.default_rng(11)
+    sim, traced = make(config, num_worlds=3), make(config, num_worlds=3, rand_seed=9)
+    drive(sim, *random_plan(rng, 23, sim, reset_p=0.0))
+    early = sim.get_state()
+    drive(sim, *random_plan(rng, 41, sim, reset_p=0.0))
+    late = sim.get_state()
+    assert (early["observation_key"] != late["observation_key"]).all()
+    assert sim.get_state()["observation_key"].tolist() == late["observation_key"].tolist()  # a digest
+
+    edits = {
+        "seed": lambda r: r["seed"] + 1,
+        "episode": lambda r: r["episode"] + 1,
+        "steps_left": lambda r: r["steps_left"] - 3,
+        "door_open": lambda r: 1 - r["door_open"],
+        "cube_pos": lambda r: r["cube_pos"] + 0.5,
+        "agent_pos": lambda r: late["agent_pos"],
+        "agent_yaw": lambda r: r["agent_yaw"] + 0.25,
+        "agent_max_y": lambda r: r["agent_max_y"] + 0.75,
+    }
+    for field, edit in edits.items():
+        edited = early.copy()
+        edited[field] = edit(early)
+        sim.set_state(edited)
+        traced.set_state(retraced(edited))
+        shown = sim.observation_tensor().to_numpy()
+        np.testing.assert_array_equal(shown, traced.observation_tensor().to_numpy(), err_msg=field)
+        assert shown.tobytes() != early["observation"].tobytes(), field  # the edit shows
+        # get_state now holds the traced observations, under a key that matches again.
+        again = sim.get_state()
+        assert again["observation"].tobytes() == shown.tobytes()
+        assert again["observation_key"].tolist() != early["observation_key"].tolist(), field
+
+    # An edit of agent_escaped alone shows in the partners' slots.
+    edited = early.copy()
+    edited["agent_escaped"][:, 1] = 1 - edited["agent_escaped"][:, 1]
+    sim.set_state(edited)
+    np.testing.assert_array_equal(
+        sim.observation_tensor().to_numpy()[:, 0, 89], edited["agent_escaped"][:, 1]
+    )
+
+    # The observations are an output, as reward is: an intact record's are shown as it holds them,
+    # whatever the padding bytes between its fields hold (numpy's copies need not keep them).
+    kept = early.copy()
+    kept["observation"][0, 0, :5] = [0.5, 0.25, 0.0, 0.125, -0.5]
+    covered = np.zeros(kept.dtype.itemsize, bool)
+    for name in kept.dtype.names:
+        field, offset = kept.dtype.fields[name][:2]
+        covered[offset : offset + field.itemsize] = True
+    assert not covered.all()  # the layout has padding
+    raw = kept.view(np.uint8).reshape(len(kept), -1)
+    raw[:, ~covered] = 0xAB
+    sim.set_state(kept)
+    np.testing.assert_array_equal(sim.observation_tensor().to_numpy(), kept["observation"])
+
+
 def test_a_state_record_names_its_configuration_and_the_world():
     sim = er.SimManager(
         num_worlds=3,
@@ -223,7 +293,7 @@ def test_a_state_record_names_its_configuration_and_the_world():
     )
     sim.step(nstep=7)
     state = sim.get_state()
-    assert state["state_version"].tolist() == [1, 1, 1]
+    assert state["state_version"].tolist() == [2, 2, 2]
     assert state["rules_version"].tolist() == [er.RULES_VERSION] * 3
     assert state["num_agents"].tolist() == [2, 2, 2] and state["episode_len"].tolist() == [90] * 3
     assert state["autoreset_mode"].tolist() == [0, 0, 0]  # NEXT_STEP 0, SAME_STEP 1, DISABLED 2
@@ -236,12 +306,14 @@ def test_a_state_record_names_its_configuration_and_the_world():
     np.testing.assert_array_equal(state["agent_pos"], sim.host_array("agent_pos"))
     np.testing.assert_array_equal(state["door_open"], sim.host_array("door_open"))
     np.testing.assert_array_equal(state["final_observation"], sim.host_array("final_observation"))
+    np.testing.assert_array_equal(state["observation"], sim.observation_tensor().to_numpy())
+    assert state.dtype.names[-2:] == ("observation", "observation_key")
     assert state.tobytes() == sim.get_state().tobytes()  # padding zeroed: equal states, equal bytes
-    # The layout: a new one bumps state_version (sizes for 1-4 agents at state_version 1).
+    # The layout: a new one bumps state_version (sizes for 1-4 agents at state_version 2).
     sizes = [
         er.SimManager(num_worlds=1, num_agents=a, num_threads=1).state_dtype.itemsize for a in (1, 2, 3, 4)
     ]
-    assert sizes == [624, 1032, 1464, 1920]
+    assert sizes == [984, 1760, 2592, 3464]
     renderer_off = er.SimManager(num_worlds=1, num_threads=1, levels="maze").get_state()
     assert renderer_off["render_size"].tolist() == [[0, 0]] and renderer_off["rooms"].tolist() == [[-1] * 4]
     assert renderer_off["levels_digest"][0] != 0 and renderer_off["level_index"].tolist() == [0]
@@ -315,6 +387,7 @@ def test_corrupted_short_and_mistyped_records_raise_clear_errors():
         ("agent_yaw", np.inf, r"agent_yaw holds inf"),
         ("cube_pos", -np.inf, r"cube_pos holds -inf"),
         ("final_observation", np.nan, r"final_observation holds nan"),
+        ("observation", np.inf, r"observation holds inf"),
         ("reward", np.nan, r"reward holds nan"),
         ("status", 200, r"status holds 200 \(expected 0\.\.2\)"),
         ("steps_left", -5, r"steps_left holds -5 \(expected 0\.\.200\)"),
@@ -341,7 +414,7 @@ def test_corrupted_short_and_mistyped_records_raise_clear_errors():
         sim.set_state(good.view(np.uint8).reshape(3, -1)[:, :-8])  # short records
     with pytest.raises(TypeError, match=r"got <f8"):
         sim.set_state(np.zeros(3))
-    with pytest.raises(TypeError, match=r"records of another layout \(624 bytes; the manager's: 624\)"):
+    with pytest.raises(TypeError, match=r"records of another layout \(984 bytes; the manager's: 984\)"):
         sim.set_state(good[["seed", "episode"]])  # a view of some fields
     with pytest.raises(ValueError, match=r"worlds\[0\] is 3, not a world of this manager \(0 to 2\)"):
         sim.set_state(good[:1], worlds=[3])
@@ -641,6 +714,18 @@ BAD_ROLLOUTS = {
         lambda m, s, a: (m, s, _with(a, (0, 3, 0, 2), -1)),
         ValueError,
         r"actions\[0, 3, 0, 2\] \(rotate\) is -1, expected 0 <= rotate < 5",
+    ),
+    # int64 values are checked before they are narrowed: 2**32 + 1 would wrap to 1.
+    "int64 amount 2**32 + 1": (
+        lambda m, s, a: (m, s, _with(a.astype(np.int64), (1, 0, 0, 0), 2**32 + 1)),
+        ValueError,
+        r"actions\[1, 0, 0, 0\] \(move_amount\) is 4294967297, expected 0 <= move_amount < 4",
+    ),
+    # Several values out of range: the first of the first component that has one is named.
+    "two bad values": (
+        lambda m, s, a: (m, s, _with(_with(a, (0, 3, 0, 2), 7), (1, 1, 0, 1), -3)),
+        ValueError,
+        r"actions\[1, 1, 0, 1\] \(move_angle\) is -3",
     ),
 }
 

@@ -120,8 +120,9 @@ ER_HD inline void reset_world(const SimState& s, const LidarTable& table, int32_
 // Shows world w as a restored state describes it (SimManager.set_state, as MuJoCo's mj_forward):
 // its level again (generated from its seed and episode, or its custom level; `reload_level`
 // false when the world already plays that level), then every output from the state, with the
-// rewards and termination reason it showed.
-ER_HD inline void restore_world(const SimState& s, const LidarTable& table, int32_t w, bool reload_level = true)
+// rewards and termination reason it showed; the observations only when `observe` (false: the
+// state came with the observations it shows).
+ER_HD inline void restore_world(const SimState& s, const LidarTable& table, int32_t w, bool reload_level, bool observe)
 {
     const int32_t A = s.num_agents;
     LevelData& lv = s.level[w];
@@ -133,7 +134,7 @@ ER_HD inline void restore_world(const SimState& s, const LidarTable& table, int3
     }
     float rewards[kMaxAgents] = {0.0f, 0.0f, 0.0f, 0.0f};
     for (int32_t a = 0; a < A; ++a) rewards[a] = s.reward_out[(size_t)w * A + a];
-    write_outputs(s, table, w, rewards, s.reason_out[(size_t)w * A]);
+    write_outputs(s, table, w, rewards, s.reason_out[(size_t)w * A], observe);
 }
 
 // The finished episode of a SAME_STEP done step: its observation, progress, elapsed steps and
