@@ -44,8 +44,9 @@ SimState bind_state(const SimState& cfg, void* base);
 //   They are copied (decoded) into the action tensor, so the tensor afterwards holds what the
 //   step used, as if written there first; a host backend reads int32 rows straight from here,
 //   so a thread writing the tensor meanwhile cannot change the step. With action_stride (host
-//   backends, int32 rows only), world w's rows start w * action_stride int32s after the first
-//   world's: a rollout's plan [B, T, A, 3] read in place, one step's slice at a time.
+//   backends, int32 rows only: the CUDA backend refuses it, int64 and flat are ignored), world
+//   w's rows start w * action_stride int32s after the first world's: a rollout's plan
+//   [B, T, A, 3] read in place, one step's slice at a time.
 // - reset_flags (optional, host backends): [W] flags the step reads instead of the reset
 //   tensor (the caller took them from it); the step clears those it consumes.
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.

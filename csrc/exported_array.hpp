@@ -112,7 +112,7 @@ inline void host_write(er::Manager& m, const std::string& name, nb::ndarray<nb::
     if (v.dtype() != dlpack_dtype(d.dtype) || v.nbytes() != bytes)
         throw std::invalid_argument("host_write: '" + name + "' needs " + std::to_string(bytes) + " bytes of " +
                                     dtype_name(d.dtype));
-    m.from_host(d.data, v.data(), bytes);
+    m.write_array(name, v.data(), bytes);
 }
 
 }  // namespace er::py

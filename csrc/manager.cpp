@@ -590,6 +590,17 @@ void Manager::from_host(void* dst, const void* src, size_t bytes)
     backend_->from_host(dst, src, bytes);
 }
 
+void Manager::write_array(const std::string& name, const void* src, size_t bytes)
+{
+    const Claim claim(*this);
+    backend_->from_host(array(name).data, src, bytes);  // array() checks that it is open
+    for (const ArraySpec& spec : arrays())
+        if (name == spec.name && spec.kind == ArrayKind::State) {
+            backend_->write_observations();
+            backend_->synchronize();
+        }
+}
+
 std::shared_ptr<Storage> Manager::storage() const
 {
     check_open();
@@ -816,29 +827,29 @@ constexpr const char* kLastKeyedArray = "agent_escaped";  // seed ... agent_esca
 // A 64-bit digest of a record's fields in the 8-byte words [p, p + 8 * mask.size()), each word
 // ANDed with its mask (the padding between fields masked out: numpy's copies of records need
 // not keep it; mask.size() a multiple of 8): eight interleaved lanes, each taking its
-// little-endian words as lane = (lane ^ word) * K (a change of one word changes its lane), then
-// the lanes mixed. Not
-// cryptographic: it tells whether a record's state fields are still the ones its
-// observations were taken from.
+// little-endian words in xxHash64's round, lane = rotl(lane + word * P2, 31) * P1 (the rotation
+// carries a word's top bits into the next multiply, so changes in two words of a lane do not
+// cancel), then the lanes merged as xxHash64 merges them: rotated sums and an avalanche. Not cryptographic: it tells whether a record's state fields
+// are still the ones its observations were taken from.
 uint64_t observation_key(const uint8_t* p, const std::vector<uint64_t>& mask)
 {
-    const size_t n = 8 * mask.size();
-    constexpr uint64_t kMul = 0xff51afd7ed558ccdULL;
+    constexpr uint64_t kP1 = 0x9e3779b185ebca87ULL, kP2 = 0xc2b2ae3d27d4eb4fULL;
     constexpr int kLanes = 8;
+    const size_t n = 8 * mask.size();
     uint64_t lane[kLanes];
-    for (int j = 0; j < kLanes; ++j) lane[j] = 0x9e3779b97f4a7c15ULL * (uint64_t)(j + 1);
+    for (int j = 0; j < kLanes; ++j) lane[j] = kP1 * (uint64_t)(j + 1);
     for (size_t i = 0; i < n; i += 8 * kLanes)
         for (int j = 0; j < kLanes; ++j) {
             uint64_t w;
             std::memcpy(&w, p + i + 8 * j, 8);
-            lane[j] = (lane[j] ^ (w & mask[i / 8 + j])) * kMul;
+            const uint64_t x = lane[j] + (w & mask[i / 8 + j]) * kP2;
+            lane[j] = ((x << 31) | (x >> 33)) * kP1;
         }
-    uint64_t h = (uint64_t)n;
-    for (int j = 0; j < kLanes; ++j) {
-        h = (h ^ lane[j]) * kMul;
-        h ^= h >> 33;
-    }
-    return h;
+    uint64_t h = (uint64_t)n;  // the lanes summed, each rotated its own way, then one avalanche
+    for (int j = 0; j < kLanes; ++j) h += (lane[j] << (7 * j + 1)) | (lane[j] >> (63 - 7 * j));
+    h = (h ^ (h >> 33)) * kP2;
+    h = (h ^ (h >> 29)) * kP1;
+    return h ^ (h >> 32);
 }
 
 // A world's slice of an array: the bytes of element [w] of a C-contiguous [W, ...] view.

@@ -174,6 +174,10 @@ public:
     // Byte copies between an exported array (a tensor or state view's data) and the host.
     void to_host(void* dst, const void* src, size_t bytes);
     void from_host(void* dst, const void* src, size_t bytes);
+    // Overwrites the whole exported array `name` (contiguous, `bytes` long) from the host. After
+    // a write into a state array the observations are written again from the state (as
+    // set_state shows a state at once): they, and the records get_state takes, agree with it.
+    void write_array(const std::string& name, const void* src, size_t bytes);
 
     // Every exported array (the catalogue) and one of them by name: the tensors of SPEC §3,
     // the renderer's images (with enable_batch_renderer only) and the internal state, as

@@ -403,7 +403,9 @@ class SimManager:
     def write_array(self, name: str, values: Any) -> None:
         """Overwrites an exported array (an input tensor such as ``action`` or ``reset``, or a
         contiguous internal state array) from host values broadcast to its shape and cast to its
-        dtype; on CUDA as on CPU. The next step reads it.
+        dtype; on CUDA as on CPU. The next step reads it; after a write into a state array the
+        observations are written again from the state at once (as :meth:`set_state` shows a
+        state), so they, and the records :meth:`get_state` takes, agree with it.
 
         >>> import escape_room_env as er
         >>> sim = er.SimManager(num_worlds=2)

@@ -179,14 +179,17 @@ def rollout(
     state with ``return_states``), bit for bit what a manager stepped from those states with
     those actions shows. ``sim`` is not changed. Runs on the CPU, ``num_threads`` threads
     (default: the cores), without the GIL; a :class:`Rollout` keeps the threads between calls.
+    A C-contiguous int32 ``actions`` is read in place, not copied: do not write it from another
+    thread until the call returns.
     """
     with Rollout(num_threads) as pool:
         return pool.rollout(sim, initial_states, actions, return_states=return_states)
 
 
 def _check_actions(actions: Any, batch: int, agents: int) -> np.ndarray:
-    """The actions as a C-contiguous int32 [B, T, A, 3] (the core checks int32 values itself as
-    it reorders them step-major), or TypeError/ValueError naming what is wrong."""
+    """The actions as a C-contiguous int32 [B, T, A, 3], which the core checks and then reads in
+    place (int32 values are checked there alone; wider ones here first, before narrowing could
+    wrap one into range), or TypeError/ValueError naming what is wrong."""
     if hasattr(actions, "detach") and hasattr(actions, "numpy"):  # a torch tensor
         actions = actions.detach().cpu().numpy()
     plan = np.asarray(actions)
@@ -200,7 +203,7 @@ def _check_actions(actions: Any, batch: int, agents: int) -> np.ndarray:
         or plan.shape[1] < 1
     ):
         raise ValueError(f"actions must have shape ({batch}, T, {agents}, 3) with T >= 1, got {plan.shape}")
-    if plan.dtype != np.int32:  # checked before narrowing, which could wrap a value into range
+    if plan.dtype != np.int32:
         rows = np.ascontiguousarray(plan).reshape(-1, 3)
         unsigned = rows.view(rows.dtype.str.replace("i", "u"))  # a negative value is then huge
         if any((unsigned[:, c] >= limit).any() for c, limit in enumerate(NUM_CHOICES)):

@@ -231,17 +231,24 @@ def test_an_edited_records_observations_are_traced_afresh_and_an_intact_ones_sho
     assert (early["observation_key"] != late["observation_key"]).all()
     assert sim.get_state()["observation_key"].tolist() == late["observation_key"].tolist()  # a digest
 
-    edits = {
-        "seed": lambda r: r["seed"] + 1,
-        "episode": lambda r: r["episode"] + 1,
-        "steps_left": lambda r: r["steps_left"] - 3,
-        "door_open": lambda r: 1 - r["door_open"],
-        "cube_pos": lambda r: r["cube_pos"] + 0.5,
-        "agent_pos": lambda r: late["agent_pos"],
-        "agent_yaw": lambda r: r["agent_yaw"] + 0.25,
-        "agent_max_y": lambda r: r["agent_max_y"] + 0.75,
-    }
-    for field, edit in edits.items():
+    def mirrored_cubes(r, cubes):  # x -> -x: sign bits, 64 bytes apart for cubes c and c + 8
+        pos = r["cube_pos"].copy()
+        pos[:, cubes, 0] *= -1
+        return pos
+
+    edits = [
+        ("seed", lambda r: r["seed"] + 1),
+        ("episode", lambda r: r["episode"] + 1),
+        ("steps_left", lambda r: r["steps_left"] - 3),
+        ("door_open", lambda r: 1 - r["door_open"]),
+        ("cube_pos", lambda r: r["cube_pos"] + 0.5),
+        ("cube_pos", lambda r: mirrored_cubes(r, slice(None))),
+        ("cube_pos", lambda r: mirrored_cubes(r, [0, 8])),
+        ("agent_pos", lambda r: late["agent_pos"]),
+        ("agent_yaw", lambda r: r["agent_yaw"] + 0.25),
+        ("agent_max_y", lambda r: r["agent_max_y"] + 0.75),
+    ]
+    for field, edit in edits:
         edited = early.copy()
         edited[field] = edit(early)
         sim.set_state(edited)
@@ -275,6 +282,24 @@ def test_an_edited_records_observations_are_traced_afresh_and_an_intact_ones_sho
     raw[:, ~covered] = 0xAB
     sim.set_state(kept)
     np.testing.assert_array_equal(sim.observation_tensor().to_numpy(), kept["observation"])
+
+
+def test_a_write_into_a_state_array_shows_at_once_and_get_state_keeps_what_it_shows():
+    config = {"rooms": ["cube_button"], "num_agents": 2}
+    rng = np.random.default_rng(3)
+    sim, other = make(config, num_worlds=3), make(config, num_worlds=3, rand_seed=8)
+    drive(sim, *random_plan(rng, 17, sim, reset_p=0.0))
+    before = sim.observation_tensor().to_numpy().copy()
+    sim.write_array("agent_pos", sim.host_array("agent_pos") + np.float32(0.5))
+    shown = sim.observation_tensor().to_numpy().copy()
+    assert shown.tobytes() != before.tobytes()  # traced from the moved agents at once
+    state = sim.get_state()
+    other.set_state(retraced(state))  # the moved state, traced afresh elsewhere
+    np.testing.assert_array_equal(other.observation_tensor().to_numpy(), shown)
+    other.set_state(state)  # and as the record keeps it
+    np.testing.assert_array_equal(other.observation_tensor().to_numpy(), shown)
+    sim.write_array("action", (1, 2, 3))  # an input: nothing else changes
+    np.testing.assert_array_equal(sim.observation_tensor().to_numpy(), shown)
 
 
 def test_a_state_record_names_its_configuration_and_the_world():
