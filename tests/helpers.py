@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -125,3 +129,14 @@ def step_spans(data: bytes) -> list[tuple[int, int]]:
             spans.append((pos, pos + 12 + length))
         pos += 12 + length
     return spans
+
+
+@contextlib.contextmanager
+def sigint_after(seconds: float) -> Iterator[None]:
+    """Sends this process SIGINT (Ctrl-C) after `seconds`, unless the block ended first."""
+    timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import sigint_after
 
 import escape_room_env as er
 from escape_room_env.levels import compile_level
@@ -904,16 +905,6 @@ def test_replay_step_after_close_raises_escape_room_error(tmp_path):
 
 
 # -- KeyboardInterrupt -----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def sigint_after(seconds: float):
-    timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")

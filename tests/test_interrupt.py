@@ -1,11 +1,10 @@
 """Ctrl-C during a long step(nstep) stops after a whole step, with every tensor consistent."""
 
-import os
 import signal
-import threading
 
 import numpy as np
 import pytest
+from helpers import sigint_after
 
 import escape_room_env as er
 
@@ -14,13 +13,8 @@ import escape_room_env as er
 def test_keyboard_interrupt_stops_a_long_step_after_a_whole_step():
     sim = er.SimManager(num_worlds=64, rand_seed=5, num_threads=2, autoreset_mode="same_step")
     sim.action_tensor().to_numpy()[:] = (1, 0, 2)
-    timer = threading.Timer(0.2, os.kill, args=(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            sim.step(nstep=10**9)
-    finally:
-        timer.cancel()
+    with sigint_after(0.2), pytest.raises(KeyboardInterrupt):
+        sim.step(nstep=10**9)
     # The manager is usable and consistent: a fresh manager stepped the same number of whole
     # steps matches bit for bit.
     steps_done = int(sim._state("episode")[0]) * 200 + (200 - int(sim._state("steps_left")[0]))
