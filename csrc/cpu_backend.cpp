@@ -29,36 +29,6 @@ constexpr int32_t kPrefetchAhead = 2;
 
 constexpr size_t kHugePage = size_t(2) << 20;
 
-// The first out-of-range value of rows of (move_amount, move_angle, rotate), or -1.
-template <class T>
-int64_t first_bad_action(const T* a, int64_t rows)
-{
-    // Blocks of 16 rows against a 48-entry pattern of the three limits: a branch-free loop
-    // the compiler vectorises (a stride-3 loop would not). Search only when something is off.
-    constexpr int64_t kRowsPerBlock = 16, kBlock = 3 * kRowsPerBlock;
-    static const struct Pattern {
-        uint64_t limit[kBlock];
-        Pattern()
-        {
-            for (int64_t j = 0; j < kBlock; ++j)
-                limit[j] = j % 3 == 0 ? kNumMoveAmounts : (j % 3 == 1 ? kNumMoveAngles : kNumRotates);
-        }
-    } pattern;
-    const int64_t n = 3 * rows;
-    bool any_bad = false;
-    int64_t i = 0;
-    for (; i + kBlock <= n; i += kBlock) {
-        uint64_t bad = 0;
-        for (int64_t j = 0; j < kBlock; ++j) bad |= (uint64_t)((uint64_t)a[i + j] >= pattern.limit[j]);
-        any_bad |= bad != 0;
-    }
-    for (int64_t j = 0; i + j < n; ++j) any_bad |= (uint64_t)a[i + j] >= pattern.limit[j];
-    if (!any_bad) return -1;
-    for (int64_t k = 0; k < n; ++k)
-        if (a[k] < 0 || (uint64_t)a[k] >= pattern.limit[k % 3]) return k;
-    return -1;
-}
-
 // The first out-of-range Discrete index (decode_flat_action), or -1.
 template <class T>
 int64_t first_bad_flat_action(const T* a, int64_t rows)

@@ -829,8 +829,9 @@ constexpr const char* kLastKeyedArray = "agent_escaped";  // seed ... agent_esca
 // not keep it; mask.size() a multiple of 8): eight interleaved lanes, each taking its
 // little-endian words in xxHash64's round, lane = rotl(lane + word * P2, 31) * P1 (the rotation
 // carries a word's top bits into the next multiply, so changes in two words of a lane do not
-// cancel), then the lanes merged as xxHash64 merges them: rotated sums and an avalanche. Not cryptographic: it tells whether a record's state fields
-// are still the ones its observations were taken from.
+// cancel), then the lanes merged as xxHash64 merges them: rotated sums and an avalanche. Not
+// cryptographic: it tells whether a record's state fields are still the ones its observations
+// were taken from.
 uint64_t observation_key(const uint8_t* p, const std::vector<uint64_t>& mask)
 {
     constexpr uint64_t kP1 = 0x9e3779b185ebca87ULL, kP2 = 0xc2b2ae3d27d4eb4fULL;
@@ -1160,12 +1161,15 @@ Manager::StateArrays Manager::state_arrays(bool download)
         a.base.push_back(base);
         a.slice.push_back(slice);
     }
-    size_t end = 0;
+    size_t end = 0;                           // of the fields so far
+    const auto pad_to = [&](size_t offset) {  // the words holding bytes in [end, offset)
+        for (size_t word = end / 8 * 8; word < offset; word += 8)
+            if (a.padding.empty() || a.padding.back() != word) a.padding.push_back(word);
+    };
     std::vector<uint8_t> keyed;  // per byte from key_begin: 0xff where a keyed field lies
     bool in_keyed = false;
     for (const StateField& f : a.fields) {
-        for (size_t word = end / 8 * 8; word < f.offset; word += 8)
-            if (a.padding.empty() || a.padding.back() != word) a.padding.push_back(word);
+        pad_to(f.offset);
         end = f.offset + f.bytes;
         if (f.name == "observation_key") a.key_at = f.offset;
         if (f.name == kFirstKeyedArray) in_keyed = true, a.key_begin = f.offset;
@@ -1181,8 +1185,7 @@ Manager::StateArrays Manager::state_arrays(bool download)
     if (a.key_begin + keyed.size() > state_record_bytes()) throw Error("state layout: the observation key overruns");
     a.key_mask.resize(keyed.size() / 8);
     std::memcpy(a.key_mask.data(), keyed.data(), keyed.size());
-    for (size_t word = end / 8 * 8; word < state_record_bytes(); word += 8)
-        if (a.padding.empty() || a.padding.back() != word) a.padding.push_back(word);
+    pad_to(state_record_bytes());
     return a;
 }
 
@@ -1330,8 +1333,8 @@ void Manager::set_state(const int32_t* worlds, size_t n, const uint8_t* in)
     backend_->restore_worlds(mask.data());
 }
 
-// Whether every value of a rollout's actions [B, T, A, 3] is in range: one pass on the
-// backend's threads, unsigned compares (a negative value is then out of range too).
+// Whether every value of a rollout's actions [B, T, A, 3] is in range: first_bad_action over
+// each thread's worlds (their rows are contiguous), on the backend's threads.
 bool Manager::actions_in_range(const int32_t* actions, size_t T)
 {
     const size_t B = (size_t)cfg_.num_worlds, rows = T * (size_t)cfg_.num_agents;
@@ -1343,16 +1346,9 @@ bool Manager::actions_in_range(const int32_t* actions, size_t T)
     } plan{actions, rows, bad.data()};
     backend_->parallel_for((int64_t)B,
                            [](void* ctx, int64_t begin, int64_t end) {
-                               const Plan p = *static_cast<const Plan*>(ctx);
-                               for (int64_t b = begin; b < end; ++b) {
-                                   const int32_t* a = p.in + (size_t)b * p.rows * kActionDims;
-                                   uint32_t out_of_range = 0;
-                                   for (size_t i = 0; i < p.rows; ++i)
-                                       out_of_range |= (uint32_t)((uint32_t)a[3 * i] >= (uint32_t)kNumMoveAmounts) |
-                                                       (uint32_t)((uint32_t)a[3 * i + 1] >= (uint32_t)kNumMoveAngles) |
-                                                       (uint32_t)((uint32_t)a[3 * i + 2] >= (uint32_t)kNumRotates);
-                                   p.bad[b] = (uint8_t)(out_of_range != 0);
-                               }
+                               const Plan& p = *static_cast<const Plan*>(ctx);
+                               p.bad[begin] = first_bad_action(p.in + (size_t)begin * p.rows * kActionDims,
+                                                               (int64_t)((size_t)(end - begin) * p.rows)) >= 0;
                            },
                            &plan);
     for (uint8_t b : bad)
