@@ -50,6 +50,11 @@ SimState bind_state(const SimState& cfg, void* base);
 // - reset_flags (optional, host backends): [W] flags the step reads instead of the reset
 //   tensor (the caller took them from it); the step clears those it consumes.
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
+// - obs_into, reward_copy, done_copy (optional, host backends: the CUDA backend refuses them):
+//   the observations go to obs_into instead of the observation tensor, which keeps what it
+//   showed until write_observations(); the rewards and done flags (as bytes, 0 or 1) are also
+//   copied to [W * A] reward_copy and done_copy. Each world's by the thread that stepped it,
+//   while its lines are in that core's cache: a rollout's outputs written once, in place.
 // - stream (CUDA, optional): the cudaStream_t to run on instead of the manager's own.
 // - repeat: steps to run, exactly as that many calls with the same action tensor (reset flags
 //   apply to the first); the CUDA backend loops on the device, in one launch.
@@ -57,7 +62,7 @@ SimState bind_state(const SimState& cfg, void* base);
 //   every step). Observations are no part of the state: a step whose observations nobody reads
 //   (inside step(nstep=k)) may skip them, and the last step of the call writes them from the
 //   state, the same bits. EveryStep where each step's outputs are read or digested (recording,
-//   trajectory log, replay, obs_copy); a backend whose output chains are on writes them anyway.
+//   trajectory log, replay, obs_copy, obs_into); a backend whose output chains are on writes them anyway.
 enum class Observe : int32_t {
     EveryStep = 0,
     LastStep = 1,  // only the request's last step
@@ -112,6 +117,9 @@ struct StepRequest {
     bool flat = false;  // actions are Discrete indices (one per agent), not rows of 3
     int32_t* reset_flags = nullptr;
     float* obs_copy = nullptr;
+    float* obs_into = nullptr;
+    float* reward_copy = nullptr;
+    uint8_t* done_copy = nullptr;
     uintptr_t stream = 0;
     int32_t repeat = 1;
     Observe observe = Observe::EveryStep;

@@ -100,7 +100,9 @@ public:
         if (req.reset_flags) inputs_.reset_in = req.reset_flags;
         if (req.actions && !req.int64 && !req.flat && !req.action_stride)
             inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
-        const bool every = req.observe == Observe::EveryStep || req.obs_copy || chained_[0] || chained_[1];
+        if (req.obs_into) inputs_.obs_out = req.obs_into;
+        const bool every =
+            req.observe == Observe::EveryStep || req.obs_copy || req.obs_into || chained_[0] || chained_[1];
         for (int32_t i = 0; i < req.repeat; ++i) {
             observe_ = every || (req.observe == Observe::LastStep && i == req.repeat - 1);
             parallel_worlds([](CpuBackend& b, int32_t w) {
@@ -109,11 +111,13 @@ public:
                     if (b.req_.action_stride)  // a row each world: one line a step, missed once in five
                         __builtin_prefetch(static_cast<const int32_t*>(b.req_.actions) +
                                            (size_t)(w + kPrefetchAhead) * b.req_.action_stride);
+                    if (b.req_.obs_into) b.prefetch_observations(w + kPrefetchAhead);
                 }
                 if (b.req_.actions) b.copy_actions(w);
                 step_world(b.inputs_, b.table_, w, b.observe_);
                 b.render(w);
                 if (b.req_.obs_copy) b.copy_observations(w);
+                if (b.req_.reward_copy || b.req_.done_copy) b.copy_rewards(w);
                 b.extend_chains(w);
             });
             req_.actions = nullptr;  // copied by the first step
@@ -277,6 +281,23 @@ private:
     {
         const size_t n = (size_t)state_.num_agents * (size_t)state_.obs_dim, first = (size_t)w * n;
         std::memcpy(req_.obs_copy + first, state_.obs_out + first, n * sizeof(float));
+    }
+
+    // World w's lines of obs_into, for writing.
+    void prefetch_observations(int32_t w) const
+    {
+        const size_t n = (size_t)state_.num_agents * (size_t)state_.obs_dim;
+        const char* first = reinterpret_cast<const char*>(req_.obs_into + (size_t)w * n);
+        for (size_t b = 0; b < n * sizeof(float); b += 64) __builtin_prefetch(first + b, 1);
+    }
+
+    // World w's rewards and done flags (as bytes) to the request's copies.
+    void copy_rewards(int32_t w)
+    {
+        const size_t n = (size_t)state_.num_agents, first = (size_t)w * n;
+        if (req_.reward_copy) std::memcpy(req_.reward_copy + first, state_.reward_out + first, n * sizeof(float));
+        if (req_.done_copy)
+            for (size_t i = first; i < first + n; ++i) req_.done_copy[i] = state_.done_out[i] != 0;
     }
 
     using WorldFn = void (*)(CpuBackend&, int32_t);

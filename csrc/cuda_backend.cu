@@ -218,7 +218,8 @@ public:
     void step(const StepRequest& req) override
     {
         DeviceScope scope(device_);
-        if (req.action_stride) throw Error("action_stride is for host backends: a CUDA step reads one step's rows");
+        if (req.action_stride || req.obs_into || req.reward_copy || req.done_copy)
+            throw Error("action_stride, obs_into, reward_copy and done_copy are for host backends (a rollout's)");
         const cudaStream_t stream = enter(req.stream);
         if (req.actions) copy_actions(req.actions, req.int64, req.flat, stream);
         // Chains digest every step's outputs, and obs_copy copies them: those steps observe.

@@ -1369,23 +1369,29 @@ int64_t Manager::rollout(const RolloutIO& io, const Poll& poll)
     std::vector<int32_t> all(B);
     for (size_t b = 0; b < B; ++b) all[b] = (int32_t)b;
     set_state(all.data(), B, io.states);
-    const SimState& s = backend_->state();
     auto last_poll = std::chrono::steady_clock::now();
     size_t t = 0;
     for (; t < T; ++t) {
+        // The observation tensor shows the steps whose state is taken (its records keep the
+        // observations); the other steps write theirs straight into the result, or none.
+        const bool shown = io.every_state || t + 1 == T;
+        float* obs = io.observation ? io.observation + t * B * A * D : nullptr;
         StepRequest req;
         req.actions = io.actions + t * A * kActionDims;  // world b's rows: b * T * A * 3 further on
         req.action_stride = T * A * kActionDims;
-        req.obs_copy = io.observation ? io.observation + t * B * A * D : nullptr;
+        req.obs_copy = shown ? obs : nullptr;
+        req.obs_into = shown ? nullptr : obs;
+        req.observe = shown ? Observe::EveryStep : Observe::None;
+        req.reward_copy = io.reward + t * B * A;
+        req.done_copy = io.done + t * B * A;
         step_once(req);
-        std::memcpy(io.reward + t * B * A, s.reward_out, B * A * sizeof(float));
-        for (size_t i = 0; i < B * A; ++i) io.done[t * B * A + i] = s.done_out[i] != 0;
         if (io.every_state) get_state(all.data(), B, io.states_out + t * B * record);
         const auto now = std::chrono::steady_clock::now();
         if (poll && t + 1 < T && now - last_poll >= std::chrono::milliseconds(10)) {
             last_poll = now;
             if (!poll()) {
                 ++t;
+                if (!shown) backend_->write_observations();  // the state taken below keeps them
                 break;
             }
         }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,9 @@ _ACTION_NAMES = ("move_amount", "move_angle", "rotate")
 class RolloutResult:
     """What a rollout of B initial states over T steps gives, per copy b and step t."""
 
-    observation: np.ndarray
-    """float32 [B, T, A, D]: the observations after each step."""
+    observation: np.ndarray | None
+    """float32 [B, T, A, D]: the observations after each step (None with
+    ``return_observations=False``)."""
     reward: np.ndarray
     """float32 [B, T, A]."""
     done: np.ndarray
@@ -54,6 +56,11 @@ class Rollout:
     threads and memory of a call are reused by the next one of the same configuration and
     size. Two Python threads may call :meth:`rollout` at once (each gets a simulator of its own).
 
+    The memory of a result is reused too, once every array of it is gone (a loop's
+    ``result = pool.rollout(...)`` alternates between two blocks): a new block would cost its page
+    faults, up to half the time of a large call. The pool keeps at most two such blocks a size
+    until :meth:`close`; ``out=`` refills a result you hold instead.
+
     >>> import numpy as np, escape_room_env as er
     >>> sim = er.SimManager(num_worlds=4)
     >>> with er.Rollout(num_threads=1) as pool:
@@ -68,6 +75,7 @@ class Rollout:
         self._idle: dict[tuple, list[SimManager]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._blocks = _Blocks()
 
     def rollout(
         self,
@@ -76,6 +84,7 @@ class Rollout:
         actions: Any,
         *,
         return_states: bool = False,
+        return_observations: bool = True,
         out: RolloutResult | None = None,
     ) -> RolloutResult:
         """Steps copy b of ``sim``'s configuration from ``initial_states[b]`` with
@@ -101,12 +110,16 @@ class Rollout:
             # [B, T, ...] arrays are transposed views of them.
             record = sim.state_dtype.itemsize
             if out is None:
-                observation = np.empty((steps, batch, agents, sim.obs_dim), np.float32)
-                reward = np.empty((steps, batch, agents), np.float32)
-                done = np.empty((steps, batch, agents), np.bool_)
-                states = np.empty((steps, batch) if return_states else (batch,), sim.state_dtype)
+                observation, reward, done, states = self._blocks.arrays(
+                    (steps, batch, agents, sim.obs_dim) if return_observations else None,
+                    (steps, batch, agents),
+                    (steps, batch) if return_states else (batch,),
+                    sim.state_dtype,
+                )
             else:
-                observation, reward, done, states = _reusable(out, steps, batch, agents, sim, return_states)
+                observation, reward, done, states = _reusable(
+                    out, steps, batch, agents, sim, return_states, return_observations
+                )
             taken = manager.rollout_into(
                 np.ascontiguousarray(initial).view(np.uint8).reshape(batch, record),
                 plan,
@@ -121,7 +134,7 @@ class Rollout:
         if taken < 0:  # a value out of range: nothing was stepped
             raise _bad_action(plan)
         return RolloutResult(
-            observation.swapaxes(0, 1),
+            None if observation is None else observation.swapaxes(0, 1),
             reward.swapaxes(0, 1),
             done.swapaxes(0, 1),
             states[-1] if return_states else states,
@@ -147,11 +160,12 @@ class Rollout:
                 self._idle.setdefault(key, []).append(manager)
 
     def close(self) -> None:
-        """Frees the pool's simulators and threads."""
+        """Frees the pool's simulators, threads and spare result memory."""
         with self._lock:
             self._closed = True
             managers = [m for idle in self._idle.values() for m in idle]
             self._idle.clear()
+        self._blocks.close()
         for manager in managers:
             manager.close()
 
@@ -162,6 +176,60 @@ class Rollout:
         self.close()
 
 
+class _Lease(np.ndarray):
+    """The view of a block that a result's arrays are cut from. numpy takes an instance of a
+    subclass as its views' base instead of going on to the block, so every array of the result
+    keeps this view alive, and its finalizer runs when the last of them goes."""
+
+
+class _Blocks:
+    """Result memory by size: a block comes back when every array cut from it is gone, and the
+    next call of that size takes it, its pages already mapped. Appends and pops only (atomic
+    under the GIL): a finalizer may run inside any other call, locks held."""
+
+    KEEP = 2  # spare blocks a size
+
+    def __init__(self) -> None:
+        self.spare: dict[int, list[np.ndarray]] = {}
+        self.closed = False
+
+    def arrays(
+        self, obs_shape: tuple | None, step_shape: tuple, states_shape: tuple, state_dtype: np.dtype
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """observation (when obs_shape), reward, done and states, cut from one block."""
+        cells = int(np.prod(step_shape))
+        sizes = [
+            4 * int(np.prod(obs_shape)) if obs_shape else 0,
+            4 * cells,
+            cells,
+            state_dtype.itemsize * int(np.prod(states_shape)),
+        ]
+        starts = np.cumsum([0] + [(n + 63) // 64 * 64 for n in sizes])  # each 64-byte aligned
+        spare = self.spare.setdefault(int(starts[-1]), [])
+        try:
+            block = spare.pop()
+        except IndexError:
+            block = np.empty(int(starts[-1]) + 64, np.uint8)
+        lease = block.view(_Lease)
+        weakref.finalize(lease, self._give_back, spare, block)
+        skip = -lease.ctypes.data % 64
+        parts = [lease[skip + a : skip + a + n].view(np.ndarray) for a, n in zip(starts[:-1], sizes)]
+        return (
+            parts[0].view(np.float32).reshape(obs_shape) if obs_shape else None,
+            parts[1].view(np.float32).reshape(step_shape),
+            parts[2].view(np.bool_).reshape(step_shape),
+            parts[3].view(state_dtype).reshape(states_shape),
+        )
+
+    def _give_back(self, spare: list[np.ndarray], block: np.ndarray) -> None:
+        if not self.closed and len(spare) < self.KEEP:
+            spare.append(block)
+
+    def close(self) -> None:
+        self.closed = True
+        self.spare = {}
+
+
 def rollout(
     sim: SimManager,
     initial_states: np.ndarray,
@@ -169,6 +237,7 @@ def rollout(
     *,
     num_threads: int | None = None,
     return_states: bool = False,
+    return_observations: bool = True,
 ) -> RolloutResult:
     """B rollouts of T steps of ``sim``'s configuration, after MuJoCo's ``rollout.rollout``.
 
@@ -177,13 +246,17 @@ def rollout(
     in range). Copy b starts from ``initial_states[b]`` and takes ``actions[b, t]`` at step t;
     the result holds every step's observations, rewards and dones, and the final states (every
     state with ``return_states``), bit for bit what a manager stepped from those states with
-    those actions shows. ``sim`` is not changed. Runs on the CPU, ``num_threads`` threads
+    those actions shows. ``return_observations=False`` leaves the observations out (None): the
+    steps before the last then skip them, lidar included, which is most of a step's work (a
+    planner that scores by reward runs ~2.5x faster). ``sim`` is not changed. Runs on the CPU, ``num_threads`` threads
     (default: the cores), without the GIL; a :class:`Rollout` keeps the threads between calls.
     A C-contiguous int32 ``actions`` is read in place, not copied: do not write it from another
     thread until the call returns.
     """
     with Rollout(num_threads) as pool:
-        return pool.rollout(sim, initial_states, actions, return_states=return_states)
+        return pool.rollout(
+            sim, initial_states, actions, return_states=return_states, return_observations=return_observations
+        )
 
 
 def _check_actions(actions: Any, batch: int, agents: int) -> np.ndarray:
@@ -226,22 +299,30 @@ def _bad_action(plan: np.ndarray) -> ValueError:
 
 
 def _reusable(
-    out: RolloutResult, steps: int, batch: int, agents: int, sim: SimManager, every: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    out: RolloutResult, steps: int, batch: int, agents: int, sim: SimManager, every: bool, observed: bool
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
     """The step-major buffers behind an earlier result, checked to fit this call."""
     if not isinstance(out, RolloutResult):
         raise TypeError(f"out must be the RolloutResult of an earlier call, got {type(out).__name__}")
-    buffers = (out.observation.swapaxes(0, 1), out.reward.swapaxes(0, 1), out.done.swapaxes(0, 1))
+    observation = None if out.observation is None else out.observation.swapaxes(0, 1)
+    buffers = (out.reward.swapaxes(0, 1), out.done.swapaxes(0, 1))
     states = out.states.swapaxes(0, 1) if every and out.states is not None else out.final_state
-    wanted = ((steps, batch, agents, sim.obs_dim), (steps, batch, agents), (steps, batch, agents))
-    fits = all(b.shape == s and b.flags.c_contiguous for b, s in zip(buffers, wanted))
+    fits = all(b.shape == (steps, batch, agents) and b.flags.c_contiguous for b in buffers)
+    fits = fits and (observation is not None) == observed
+    if observation is not None:
+        fits = (
+            fits
+            and observation.shape == (steps, batch, agents, sim.obs_dim)
+            and observation.flags.c_contiguous
+        )
     fits = fits and states.dtype == sim.state_dtype and states.flags.c_contiguous
     fits = fits and states.shape == ((steps, batch) if every else (batch,))
     if not fits:
         raise ValueError(
-            "out does not fit this call: pass the result of a call with the same sim, sizes and return_states"
+            "out does not fit this call: pass the result of a call with the same sim, sizes, "
+            "return_states and return_observations"
         )
-    return (*buffers, states)
+    return (observation, *buffers, states)
 
 
 def _config_key(sim: SimManager, batch: int) -> tuple:

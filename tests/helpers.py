@@ -140,3 +140,14 @@ def sigint_after(seconds: float) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
+
+
+def record_bytes(records: np.ndarray) -> bytes:
+    """The bytes of state records field by field (numpy's fancy indexing and stacking copy
+    structured records without their padding bytes, so whole-record bytes can differ there)."""
+    return b"".join(np.ascontiguousarray(records[name]).tobytes() for name in records.dtype.names)
+
+
+def as_bytes(array: np.ndarray) -> bytes:
+    """An array's bytes; state records' field by field (record_bytes)."""
+    return record_bytes(array) if array.dtype.names else array.tobytes()

@@ -4,7 +4,7 @@ import signal
 
 import numpy as np
 import pytest
-from helpers import sigint_after
+from helpers import as_bytes, sigint_after
 
 import escape_room_env as er
 
@@ -25,6 +25,24 @@ def test_keyboard_interrupt_stops_a_long_step_after_a_whole_step():
     assert np.array_equal(sim.state_hashes(), twin.state_hashes())
     assert np.array_equal(sim.observation_tensor().to_numpy(), twin.observation_tensor().to_numpy())
     sim.step()  # still usable
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
+def test_keyboard_interrupt_stops_a_long_rollout_and_the_pool_stays_usable():
+    sim = er.SimManager(num_worlds=4, rand_seed=5)
+    plan = np.random.default_rng(3).integers(
+        0, er.action.NUM_CHOICES, size=(256, 20_000, 1, 3), dtype=np.int32
+    )
+    states = np.repeat(sim.get_state(), 64)
+    with er.Rollout(num_threads=2) as pool:
+        with sigint_after(0.2), pytest.raises(KeyboardInterrupt):
+            pool.rollout(sim, states, plan, return_observations=False)
+        # The interrupted simulators went back to the pool: a later call equals a fresh pool's.
+        short = plan[:, :50]
+        again = pool.rollout(sim, states, short, return_states=True)
+    fresh = er.rollout(sim, states, short, num_threads=1, return_states=True)
+    for name in ("observation", "reward", "done", "states"):
+        assert as_bytes(getattr(again, name)) == as_bytes(getattr(fresh, name)), name
 
 
 def test_to_jax_returns_a_copy_of_the_current_values():

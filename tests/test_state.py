@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ALL_TENSOR_NAMES, random_actions, run_python
+from helpers import ALL_TENSOR_NAMES, as_bytes, random_actions, record_bytes, run_python
 
 import escape_room_env as er
 
@@ -99,16 +99,6 @@ def outputs(sim: er.SimManager) -> dict[str, bytes]:
     shown["state_hashes"] = sim.state_hashes().tobytes()
     shown["state"] = record_bytes(sim.get_state())
     return shown
-
-
-def record_bytes(records: np.ndarray) -> bytes:
-    """The bytes of state records field by field (numpy's fancy indexing and stacking copy
-    structured records without their padding bytes, so whole-record bytes can differ there)."""
-    return b"".join(np.ascontiguousarray(records[name]).tobytes() for name in records.dtype.names)
-
-
-def as_bytes(array: np.ndarray) -> bytes:
-    return record_bytes(array) if array.dtype.names else array.tobytes()
 
 
 def assert_same_outputs(got: dict[str, bytes], want: dict[str, bytes], skip=()) -> None:
@@ -634,6 +624,18 @@ def test_rollout_equals_stepping_a_manager_bit_for_bit(mode):
     assert lean.states is None and as_bytes(lean.final_state) == as_bytes(result.final_state)
     assert lean.observation.tobytes() == result.observation.tobytes()
 
+    # Without observations (the steps before the last skip them): the same rewards, dones and
+    # states, the final states' observations included.
+    for every in (False, True):
+        blind = er.rollout(
+            sim, states, actions, num_threads=2, return_states=every, return_observations=False
+        )
+        assert blind.observation is None
+        assert blind.reward.tobytes() == result.reward.tobytes()
+        np.testing.assert_array_equal(blind.done, result.done)
+        assert as_bytes(blind.final_state) == as_bytes(result.final_state)
+        assert (blind.states is None) if not every else as_bytes(blind.states) == as_bytes(result.states)
+
 
 def test_rollout_pool_reuses_its_simulators_and_out_buffers():
     config = {"rooms": ["cube_button"], "episode_len": 40}
@@ -661,6 +663,27 @@ def test_rollout_pool_reuses_its_simulators_and_out_buffers():
             pool.rollout(sim, states, first[:, :10], out=a)
         with pytest.raises(ValueError, match="out does not fit this call"):
             pool.rollout(sim, states, first, out=a, return_states=True)
+        with pytest.raises(ValueError, match="out does not fit this call"):
+            pool.rollout(sim, states, first, out=a, return_observations=False)
+        # Without out=, a result's memory goes back to the pool once all its arrays are gone,
+        # never while one of them is held, and the next call of that size reuses it.
+        held = pool.rollout(sim, states, first)
+        reward, want = held.reward, held.reward.copy()
+        del held  # reward alone keeps the whole block
+        later = [pool.rollout(sim, states, second) for _ in range(3)]
+        for result in later:
+            assert not any(
+                np.shares_memory(reward, getattr(result, n)) for n in ("observation", "done", "final_state")
+            )
+        assert reward.tobytes() == want.tobytes()
+        address = pool.rollout(sim, states, first).observation.ctypes.data  # dropped at once
+        assert pool.rollout(sim, states, first).observation.ctypes.data == address
+        blind = pool.rollout(sim, states, first, return_observations=False)
+        again = pool.rollout(sim, states, second, return_observations=False, out=blind)
+        assert again.observation is None and np.shares_memory(blind.reward, again.reward)
+        assert as_bytes(again.final_state) == as_bytes(c.final_state)
+        with pytest.raises(ValueError, match="out does not fit this call"):
+            pool.rollout(sim, states, first, out=blind)
         with pytest.raises(TypeError, match="out must be the RolloutResult of an earlier call, got dict"):
             pool.rollout(sim, states, first, out={})
     with pytest.raises(er.EscapeRoomError, match="this Rollout is closed"):
