@@ -52,7 +52,8 @@ SimState bind_state(const SimState& cfg, void* base);
 // - obs_copy (optional): [W * A * obs_dim] floats that receive the observations after the step.
 // - obs_into, reward_copy, done_copy (optional, host backends: the CUDA backend refuses them):
 //   the observations go to obs_into instead of the observation tensor, which keeps what it
-//   showed until write_observations(); the rewards and done flags (as bytes, 0 or 1) are also
+//   showed until write_observations() (so not while output chains, which digest the tensor,
+//   are on); the rewards and done flags (as bytes, 0 or 1) are also
 //   copied to [W * A] reward_copy and done_copy. Each world's by the thread that stepped it,
 //   while its lines are in that core's cache: a rollout's outputs written once, in place.
 // - stream (CUDA, optional): the cudaStream_t to run on instead of the manager's own.
@@ -62,7 +63,8 @@ SimState bind_state(const SimState& cfg, void* base);
 //   every step). Observations are no part of the state: a step whose observations nobody reads
 //   (inside step(nstep=k)) may skip them, and the last step of the call writes them from the
 //   state, the same bits. EveryStep where each step's outputs are read or digested (recording,
-//   trajectory log, replay, obs_copy, obs_into); a backend whose output chains are on writes them anyway.
+//   trajectory log, replay); a backend writes them anyway for obs_copy, obs_into and while its
+//   output chains are on.
 enum class Observe : int32_t {
     EveryStep = 0,
     LastStep = 1,  // only the request's last step

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "errors.hpp"
 #include "sim/render.hpp"
 #include "sim/step.hpp"
 #include "thread_pool.hpp"
@@ -100,7 +101,10 @@ public:
         if (req.reset_flags) inputs_.reset_in = req.reset_flags;
         if (req.actions && !req.int64 && !req.flat && !req.action_stride)
             inputs_.action_in = static_cast<int32_t*>(const_cast<void*>(req.actions));
-        if (req.obs_into) inputs_.obs_out = req.obs_into;
+        if (req.obs_into) {
+            if (chained_[0] || chained_[1]) throw Error("obs_into while output chains are on: they digest the tensor");
+            inputs_.obs_out = req.obs_into;
+        }
         const bool every =
             req.observe == Observe::EveryStep || req.obs_copy || req.obs_into || chained_[0] || chained_[1];
         for (int32_t i = 0; i < req.repeat; ++i) {

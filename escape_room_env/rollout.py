@@ -17,6 +17,7 @@ without the GIL, on a thread pool that a :class:`Rollout` keeps between calls.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import threading
 import weakref
@@ -56,10 +57,10 @@ class Rollout:
     threads and memory of a call are reused by the next one of the same configuration and
     size. Two Python threads may call :meth:`rollout` at once (each gets a simulator of its own).
 
-    The memory of a result is reused too, once every array of it is gone (a loop's
-    ``result = pool.rollout(...)`` alternates between two blocks): a new block would cost its page
-    faults, up to half the time of a large call. The pool keeps at most two such blocks a size
-    until :meth:`close`; ``out=`` refills a result you hold instead.
+    The memory of a result's arrays is reused too, each once it and every view of it are gone
+    (a loop's ``result = pool.rollout(...)`` alternates between two sets): new memory would cost
+    its page faults, up to half the time of a large call. The spare memory is at most twice the
+    largest call's result, until :meth:`close`; ``out=`` refills a result you hold instead.
 
     >>> import numpy as np, escape_room_env as er
     >>> sim = er.SimManager(num_worlds=4)
@@ -133,6 +134,8 @@ class Rollout:
             self._give_back(key, manager)
         if taken < 0:  # a value out of range: nothing was stepped
             raise _bad_action(plan)
+        if taken != steps:  # Ctrl-C raises in the call; this is the interpreter exiting
+            raise _core.EscapeRoomError(f"the rollout stopped after {taken} of {steps} steps")
         return RolloutResult(
             None if observation is None else observation.swapaxes(0, 1),
             reward.swapaxes(0, 1),
@@ -176,58 +179,68 @@ class Rollout:
         self.close()
 
 
-class _Lease(np.ndarray):
-    """The view of a block that a result's arrays are cut from. numpy takes an instance of a
-    subclass as its views' base instead of going on to the block, so every array of the result
-    keeps this view alive, and its finalizer runs when the last of them goes."""
-
-
 class _Blocks:
-    """Result memory by size: a block comes back when every array cut from it is gone, and the
-    next call of that size takes it, its pages already mapped. Appends and pops only (atomic
-    under the GIL): a finalizer may run inside any other call, locks held."""
-
-    KEEP = 2  # spare blocks a size
+    """Result memory: each array of a result is cut from a block of its own, which comes back
+    when the array and every view of it are gone; a later call takes a block of the same size,
+    its pages already mapped. The spare blocks are bounded by twice the largest call's bytes,
+    the least recently returned freed first. A finalizer runs wherever the last view goes
+    (inside any other code, locks held), so it only appends to ``returned``; the calls move
+    blocks from there under the lock."""
 
     def __init__(self) -> None:
-        self.spare: dict[int, list[np.ndarray]] = {}
+        self.lock = threading.Lock()
+        self.returned: list[np.ndarray] = []  # appended by finalizers (atomic under the GIL)
+        self.spare: list[np.ndarray] = []  # least recently returned first; under the lock
+        self.budget = 0  # bytes
         self.closed = False
 
     def arrays(
         self, obs_shape: tuple | None, step_shape: tuple, states_shape: tuple, state_dtype: np.dtype
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-        """observation (when obs_shape), reward, done and states, cut from one block."""
-        cells = int(np.prod(step_shape))
-        sizes = [
-            4 * int(np.prod(obs_shape)) if obs_shape else 0,
-            4 * cells,
-            cells,
-            state_dtype.itemsize * int(np.prod(states_shape)),
+        """observation (when obs_shape), reward, done and states, each from a block."""
+        wanted = [
+            (obs_shape, np.dtype(np.float32)),
+            (step_shape, np.dtype(np.float32)),
+            (step_shape, np.dtype(np.bool_)),
+            (states_shape, state_dtype),
         ]
-        starts = np.cumsum([0] + [(n + 63) // 64 * 64 for n in sizes])  # each 64-byte aligned
-        spare = self.spare.setdefault(int(starts[-1]), [])
-        try:
-            block = spare.pop()
-        except IndexError:
-            block = np.empty(int(starts[-1]) + 64, np.uint8)
-        lease = block.view(_Lease)
-        weakref.finalize(lease, self._give_back, spare, block)
-        skip = -lease.ctypes.data % 64
-        parts = [lease[skip + a : skip + a + n].view(np.ndarray) for a, n in zip(starts[:-1], sizes)]
-        return (
-            parts[0].view(np.float32).reshape(obs_shape) if obs_shape else None,
-            parts[1].view(np.float32).reshape(step_shape),
-            parts[2].view(np.bool_).reshape(step_shape),
-            parts[3].view(state_dtype).reshape(states_shape),
-        )
+        sizes = [int(np.prod(shape)) * dtype.itemsize if shape else 0 for shape, dtype in wanted]
+        blocks = self._take(sizes)
+        arrays = []
+        for block, (shape, dtype) in zip(blocks, wanted):
+            if shape is None:
+                arrays.append(None)
+                continue
+            # The array's base: every view of it (numpy's, torch.from_numpy's, a memoryview)
+            # keeps this object alive, where a numpy view of the block would take the block
+            # itself as its base. Its finalizer runs when the last of them goes.
+            lease = (ctypes.c_uint8 * block.nbytes).from_buffer(block)
+            weakref.finalize(lease, self._give_back, block).atexit = False  # no reuse at exit
+            arrays.append(np.frombuffer(lease, dtype).reshape(shape))
+        return arrays[0], arrays[1], arrays[2], arrays[3]
 
-    def _give_back(self, spare: list[np.ndarray], block: np.ndarray) -> None:
-        if not self.closed and len(spare) < self.KEEP:
-            spare.append(block)
+    def _take(self, sizes: list[int]) -> list[np.ndarray]:
+        with self.lock:
+            self.budget = max(self.budget, 2 * sum(sizes))
+            while self.returned:
+                self.spare.append(self.returned.pop(0))
+            taken = []
+            for size in sizes:
+                # The most recently returned block of this size (its pages the likeliest mapped).
+                match = [i for i, block in enumerate(self.spare) if block.nbytes == size]
+                taken.append(self.spare.pop(match[-1]) if match else np.empty(size, np.uint8))
+            while sum(block.nbytes for block in self.spare) > self.budget:
+                self.spare.pop(0)
+            return taken
+
+    def _give_back(self, block: np.ndarray) -> None:
+        if not self.closed and block.nbytes <= self.budget:
+            self.returned.append(block)
 
     def close(self) -> None:
         self.closed = True
-        self.spare = {}
+        with self.lock:
+            self.spare, self.returned = [], []
 
 
 def rollout(

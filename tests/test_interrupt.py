@@ -30,14 +30,28 @@ def test_keyboard_interrupt_stops_a_long_step_after_a_whole_step():
 @pytest.mark.skipif(not hasattr(signal, "SIGINT"), reason="needs POSIX signals")
 def test_keyboard_interrupt_stops_a_long_rollout_and_the_pool_stays_usable():
     sim = er.SimManager(num_worlds=4, rand_seed=5)
+    # ~10 M world-steps: seconds on 2 threads, so the signal lands inside the call.
     plan = np.random.default_rng(3).integers(
-        0, er.action.NUM_CHOICES, size=(256, 20_000, 1, 3), dtype=np.int32
+        0, er.action.NUM_CHOICES, size=(256, 40_000, 1, 3), dtype=np.int32
     )
     states = np.repeat(sim.get_state(), 64)
     with er.Rollout(num_threads=2) as pool:
         with sigint_after(0.2), pytest.raises(KeyboardInterrupt):
             pool.rollout(sim, states, plan, return_observations=False)
-        # The interrupted simulators went back to the pool: a later call equals a fresh pool's.
+        (idle,) = pool._idle.values()
+        assert len(idle) == 1  # the interrupted simulator went back to the pool
+        # Its tensors show the state it stopped at, observations included: a manager that
+        # traces them afresh from that state (an edited key) shows the same.
+        stopped = idle[0]
+        edited = stopped.get_state()
+        edited["observation_key"] ^= 1
+        twin = er.SimManager(num_worlds=256, rand_seed=9)
+        twin.set_state(edited)
+        assert (
+            stopped.observation_tensor().to_numpy().tobytes()
+            == twin.observation_tensor().to_numpy().tobytes()
+        )
+        # A later call equals a fresh pool's.
         short = plan[:, :50]
         again = pool.rollout(sim, states, short, return_states=True)
     fresh = er.rollout(sim, states, short, num_threads=1, return_states=True)

@@ -619,10 +619,14 @@ def test_rollout_equals_stepping_a_manager_bit_for_bit(mode):
     assert want["done"].sum(axis=1).min() >= 1  # every copy crossed an episode end (or froze)
     assert_same_outputs(outputs(sim), template_before)  # the template is not touched
 
-    # Without every state, and with one thread: the same values.
-    lean = er.rollout(sim, states, actions.astype(np.int64), num_threads=1)
-    assert lean.states is None and as_bytes(lean.final_state) == as_bytes(result.final_state)
-    assert lean.observation.tobytes() == result.observation.tobytes()
+    # Without every state (the steps before the last write their observations straight into
+    # the result), on two threads and on one: the same values.
+    for threads in (2, 1):
+        lean = er.rollout(sim, states, actions.astype(np.int64), num_threads=threads)
+        assert lean.states is None and as_bytes(lean.final_state) == as_bytes(result.final_state)
+        assert lean.observation.tobytes() == np.ascontiguousarray(want["observation"]).tobytes()
+        assert lean.reward.tobytes() == result.reward.tobytes()
+        np.testing.assert_array_equal(lean.done, want["done"])
 
     # Without observations (the steps before the last skip them): the same rewards, dones and
     # states, the final states' observations included.
@@ -671,13 +675,18 @@ def test_rollout_pool_reuses_its_simulators_and_out_buffers():
         reward, want = held.reward, held.reward.copy()
         del held  # reward alone keeps the whole block
         later = [pool.rollout(sim, states, second) for _ in range(3)]
+        names = ("observation", "reward", "done", "final_state")
         for result in later:
-            assert not any(
-                np.shares_memory(reward, getattr(result, n)) for n in ("observation", "done", "final_state")
-            )
+            assert not any(np.shares_memory(reward, getattr(result, n)) for n in names)
         assert reward.tobytes() == want.tobytes()
         address = pool.rollout(sim, states, first).observation.ctypes.data  # dropped at once
         assert pool.rollout(sim, states, first).observation.ctypes.data == address
+        del later
+        # Calls of ever fewer steps: the spare memory stays within twice the largest call's.
+        for steps in range(30, 10, -1):
+            pool.rollout(sim, states, first[:, :steps])
+        blocks = pool._blocks
+        assert 0 < sum(b.nbytes for b in blocks.spare + blocks.returned) <= blocks.budget
         blind = pool.rollout(sim, states, first, return_observations=False)
         again = pool.rollout(sim, states, second, return_observations=False, out=blind)
         assert again.observation is None and np.shares_memory(blind.reward, again.reward)
