@@ -198,26 +198,28 @@ class _Blocks:
         self, obs_shape: tuple | None, step_shape: tuple, states_shape: tuple, state_dtype: np.dtype
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
         """observation (when obs_shape), reward, done and states, each from a block."""
-        wanted = [
-            (obs_shape, np.dtype(np.float32)),
-            (step_shape, np.dtype(np.float32)),
-            (step_shape, np.dtype(np.bool_)),
-            (states_shape, state_dtype),
+        f32, cells = np.dtype(np.float32), int(np.prod(step_shape))
+        sizes = [
+            4 * int(np.prod(obs_shape)) if obs_shape else 0,
+            4 * cells,
+            cells,
+            state_dtype.itemsize * int(np.prod(states_shape)),
         ]
-        sizes = [int(np.prod(shape)) * dtype.itemsize if shape else 0 for shape, dtype in wanted]
-        blocks = self._take(sizes)
-        arrays = []
-        for block, (shape, dtype) in zip(blocks, wanted):
-            if shape is None:
-                arrays.append(None)
-                continue
-            # The array's base: every view of it (numpy's, torch.from_numpy's, a memoryview)
-            # keeps this object alive, where a numpy view of the block would take the block
-            # itself as its base. Its finalizer runs when the last of them goes.
-            lease = (ctypes.c_uint8 * block.nbytes).from_buffer(block)
-            weakref.finalize(lease, self._give_back, block).atexit = False  # no reuse at exit
-            arrays.append(np.frombuffer(lease, dtype).reshape(shape))
-        return arrays[0], arrays[1], arrays[2], arrays[3]
+        obs, reward, done, states = self._take(sizes)
+        return (
+            self._cut(obs, obs_shape, f32) if obs_shape else None,
+            self._cut(reward, step_shape, f32),
+            self._cut(done, step_shape, np.dtype(np.bool_)),
+            self._cut(states, states_shape, state_dtype),
+        )
+
+    def _cut(self, block: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+        # The array's base: every view of it (numpy's, torch.from_numpy's, a memoryview) keeps
+        # this object alive, where a numpy view of the block would take the block itself as its
+        # base. Its finalizer runs when the last of them goes.
+        lease = (ctypes.c_uint8 * block.nbytes).from_buffer(block.data)
+        weakref.finalize(lease, self._give_back, block).atexit = False  # no reuse at exit
+        return np.frombuffer(memoryview(lease), dtype).reshape(shape)
 
     def _take(self, sizes: list[int]) -> list[np.ndarray]:
         with self.lock:
