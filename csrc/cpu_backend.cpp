@@ -121,7 +121,7 @@ public:
                 step_world(b.inputs_, b.table_, w, b.observe_);
                 b.render(w);
                 if (b.req_.obs_copy) b.copy_observations(w);
-                if (b.req_.reward_copy || b.req_.done_copy) b.copy_rewards(w);
+                if (b.req_.reward_copy || b.req_.done_copy) b.copy_rewards_and_dones(w);
                 b.extend_chains(w);
             });
             req_.actions = nullptr;  // copied by the first step
@@ -296,7 +296,7 @@ private:
     }
 
     // World w's rewards and done flags (as bytes) to the request's copies.
-    void copy_rewards(int32_t w)
+    void copy_rewards_and_dones(int32_t w)
     {
         const size_t n = (size_t)state_.num_agents, first = (size_t)w * n;
         if (req_.reward_copy) std::memcpy(req_.reward_copy + first, state_.reward_out + first, n * sizeof(float));

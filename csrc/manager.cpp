@@ -1163,6 +1163,7 @@ Manager::StateArrays Manager::state_arrays(bool download)
     }
     size_t end = 0;                           // of the fields so far
     const auto pad_to = [&](size_t offset) {  // the words holding bytes in [end, offset)
+        if (end >= offset) return;            // adjacent fields: no bytes between them
         for (size_t word = end / 8 * 8; word < offset; word += 8)
             if (a.padding.empty() || a.padding.back() != word) a.padding.push_back(word);
     };
